@@ -1,0 +1,42 @@
+# emotion-cnn: `make run` runs the whole pipeline, `make test` the tests.
+# Both create .venv with the pinned requirements first (once; again when they change).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/emotion-cnn
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test prepare train cv bench-prepare bench-accuracy clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: install  ## main job: fetch data if needed, run both notebooks headless
+	$(CLI) run
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+prepare: install
+	$(CLI) prepare
+
+train: install
+	$(CLI) train
+
+cv: bench-accuracy
+
+bench-prepare: install  ## cold and warm prepare timings on the full dataset
+	$(PY) benchmarks/bench_prepare.py
+
+bench-accuracy: install  ## 6-fold EmoBox cross-validation (~45 min on 2 CPU cores)
+	$(CLI) cv --protocol emobox
+
+clean:
+	rm -rf spectrograms splits runs

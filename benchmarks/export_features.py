@@ -1,0 +1,36 @@
+"""Export every clip's features (float16) and metadata for a machine without the audio stack.
+
+    python benchmarks/export_features.py .device/features.npz [--set features.n_mels=64 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from emotion_cnn.config import load_config
+from emotion_cnn.cv import load_features
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    cfg = load_config(None, **{k.replace(".", "__"): yaml.safe_load(v)
+                               for k, _, v in (s.partition("=") for s in args.set)})
+    X, meta = load_features(cfg)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, X=X.astype(np.float16))
+    meta.to_csv(out.with_suffix(".csv"), index=False)
+    print(f"{out}: {X.shape}, {out.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Tune settings on validation actors only (never the test actors), from exported features.
+
+    python benchmarks/export_features.py .device/features.npz      # here: features + metadata
+    KERAS_BACKEND=jax python benchmarks/search.py .device/features.npz benchmarks/experiments.yaml
+
+Each experiment (a name and a nested override of the default config) runs 6-fold
+cross-validation scored on each fold's validation actors; experiments run in parallel
+processes. Results are appended to ``benchmarks/results_log.jsonl``: settings -> mean
+validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+
+def load_exported(path: str):
+    data = np.load(path, allow_pickle=False)
+    meta = pd.read_csv(Path(path).with_suffix(".csv"))
+    return data["X"].astype(np.float32), meta
+
+
+def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
+    """Train and test on the exact split ``prepare`` wrote (its manifest.csv), features
+    looked up by sample hash: used for the leak table (random splits, doubled data)."""
+    from emotion_cnn.cv import hardware
+    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
+    from emotion_cnn.config import EMOTIONS
+    from emotion_cnn.train import Split, fit
+
+    manifest = pd.read_csv(manifest_path)
+    row_of = {sha: i for i, sha in enumerate(meta["pcm_sha256"])}
+    label_index = {label: i for i, label in enumerate(EMOTIONS)}
+    arrays = {}
+    for s in ("train", "val", "test"):
+        part = manifest[manifest["split"] == s].sort_values("index_in_split")
+        arrays[f"X_{s}"] = X[[row_of[h] for h in part["pcm_sha256"]]]
+        arrays[f"y_{s}"] = part["emotion"].map(label_index).to_numpy(np.int64)
+    split = Split(Path(manifest_path), labels=list(EMOTIONS), manifest=manifest,
+                  info={"protocol": "random", "leaky": True}, **arrays)
+    model, history = fit(cfg, split, verbose=0)
+    part = manifest[manifest["split"] == "test"].sort_values("index_in_split")
+    m = evaluate_predictions(predict_probabilities(model, split.X_test), split.y_test,
+                             split.labels, part).metrics
+    row = {"fold": 0, "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],
+           "epochs": len(history), "n_test": m["n"], "n_train": len(split.y_train)}
+    return {"mean": {k: row[k] for k in ("ua", "wa", "macro_f1")},
+            "std": {"ua": 0.0, "wa": 0.0, "macro_f1": 0.0}, "folds": [row], "hardware": hardware()}
+
+
+def run_one(args):
+    name, overrides, data_path, evaluate_on, folds = args
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
+    from emotion_cnn.config import config_from_dict
+    from emotion_cnn.cv import cross_validate
+
+    X, meta = load_exported(data_path)
+    settings = dict(overrides)
+    manifest = settings.pop("manifest", None)
+    cfg = config_from_dict(settings)
+    started = time.time()
+    if manifest:
+        result = score_manifest_split(cfg, X, meta, manifest)
+    else:
+        result = cross_validate(cfg, folds=folds, evaluate_on=evaluate_on, data=(X, meta))
+    return {"name": name, "overrides": overrides, "evaluated_on": "test" if manifest else evaluate_on,
+            "mean": result["mean"], "std": result["std"], "folds": result["folds"],
+            "minutes": round((time.time() - started) / 60, 1), "hardware": result["hardware"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data")
+    parser.add_argument("experiments")
+    parser.add_argument("--only", nargs="+")
+    parser.add_argument("--test", action="store_true", help="score test actors (final figure)")
+    parser.add_argument("--folds", type=int, nargs="+")
+    parser.add_argument("--procs", type=int, default=8)
+    parser.add_argument("--log", default="benchmarks/results_log.jsonl")
+    args = parser.parse_args()
+    experiments = yaml.safe_load(Path(args.experiments).read_text())
+    names = args.only or list(experiments)
+    jobs = [(n, experiments[n] or {}, args.data, "test" if args.test else "val", args.folds) for n in names]
+    with multiprocessing.get_context("spawn").Pool(min(args.procs, len(jobs))) as pool:
+        for record in pool.imap_unordered(run_one, jobs):
+            line = json.dumps(record)
+            print(f"RESULT {record['name']}: {record['evaluated_on']} UA {record['mean']['ua']:.1f} "
+                  f"± {record['std']['ua']:.1f} ({record['minutes']} min)", flush=True)
+            with open(args.log, "a") as log:
+                log.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Speech emotion recognition on RAVDESS with a Keras CNN on log-mel spectrograms."""

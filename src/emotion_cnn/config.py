@@ -1,0 +1,231 @@
+"""Every path and every setting of the project, in one place.
+
+Settings are a typed dataclass tree with defaults (the ones that produced the README
+figures), overridden by a small YAML file, then by command-line flags. The resolved config
+is saved beside every output so a run can be repeated exactly.
+
+Paths are built from the project root: the checkout when the package is installed from it
+(``pip install -e .``), else ``$EMOTION_CNN_ROOT``, else the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _find_project_root() -> Path:
+    if env := os.environ.get("EMOTION_CNN_ROOT"):
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "emotion_cnn").is_dir():
+        return checkout
+    return Path.cwd().resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives, from the project root."""
+
+    root: Path
+
+    @property
+    def dataset(self) -> Path:  # raw audio, read-only to the pipeline
+        return self.root / "dataset"
+
+    @property
+    def spectrograms(self) -> Path:  # PNGs per emotion, metadata.csv (derived)
+        return self.root / "spectrograms"
+
+    @property
+    def cache(self) -> Path:  # features keyed by sample hash + settings (derived)
+        return Path(os.environ.get("EMOTION_CNN_CACHE", self.spectrograms / ".cache"))
+
+    @property
+    def splits(self) -> Path:  # X_/y_*.npy per protocol (derived)
+        return self.root / "splits"
+
+    @property
+    def runs(self) -> Path:  # one folder per training run
+        return self.root / "runs"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "emotion_cnn_model.keras"
+
+    @property
+    def model_info(self) -> Path:  # sidecar: label order + feature settings
+        return self.root / "emotion_cnn_model.json"
+
+
+def paths() -> Paths:
+    """The project's paths, resolved now (so ``$EMOTION_CNN_ROOT`` can move them)."""
+    return Paths(_find_project_root())
+
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral",
+    "calm",
+    "happy",
+    "sad",
+    "angry",
+    "fearful",
+    "disgust",
+    "surprised",
+)
+
+
+@dataclass
+class FeatureConfig:
+    """How a clip becomes a log-mel array of shape ``(n_mels, n_frames)``."""
+
+    sr: int = 16000
+    duration: float = 3.0  # seconds kept after trimming: centre crop or centre pad
+    trim_top_db: float = 30.0  # silence = this many dB below the clip's peak
+    n_fft: int = 512
+    hop_length: int = 160
+    win_length: int = 400
+    n_mels: int = 64
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    top_db: float = 80.0  # log-mel range: [-top_db, 0] dB relative to the clip's peak
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.duration * self.sr))
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.n_samples // self.hop_length
+
+    def key(self) -> str:
+        """Short content key of these settings, for the feature cache."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass
+class SplitConfig:
+    protocol: str = "emobox"  # emobox | actors | random
+    fold: int = 1  # emobox fold, 1..6
+    test_actors: list[int] = field(default_factory=list)  # protocol=actors
+    val_actors: list[int] = field(default_factory=list)  # protocol=actors
+    test_fraction: float = 1 / 6  # protocol=random
+    val_fraction: float = 1 / 6  # protocol=random
+
+
+@dataclass
+class ModelConfig:
+    filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    convs_per_block: int = 1
+    pooling: str = "time"  # time: keep frequency position; global: pool time and frequency
+    dropout: float = 0.3
+    l2: float = 1e-4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 12  # EarlyStopping on val loss
+    lr_patience: int = 4  # ReduceLROnPlateau
+    class_weights: bool = True
+    # augmentation, training only
+    time_masks: int = 2
+    time_mask_width: int = 30
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    max_shift: int = 30  # frames, circular time shift
+    mixup_alpha: float = 0.2  # 0 disables mixup
+
+
+@dataclass
+class Config:
+    seed: int = 42
+    data_dir: str = ""  # empty: $RAVDESS_DIR, else dataset/
+    keep_duplicates: bool = False  # True reproduces the leaky doubled-data setup
+    limit_actors: int = 0  # >0: only the first N actors (quick runs)
+    workers: int = 0  # 0: all cores
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _merge(obj: Any, overrides: dict[str, Any], where: str) -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(f"{where}: unknown setting {key!r} (known: {', '.join(names)})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {key!r} must be a mapping")
+            _merge(current, value, f"{where}.{key}")
+        else:
+            if isinstance(current, float) and isinstance(value, int):
+                value = float(value)
+            setattr(obj, key, value)
+
+
+def config_from_dict(data: dict[str, Any] | None) -> Config:
+    """A :class:`Config` with defaults overridden by a nested mapping."""
+    cfg = Config()
+    _merge(cfg, data or {}, "config")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, **dotted: Any) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``dotted`` overrides.
+
+    ``dotted`` keys use ``__`` for nesting, e.g. ``train__epochs=5``; ``None`` values are
+    ignored so that unset CLI flags do not override the file.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping")
+        data = loaded or {}
+    cfg = config_from_dict(data)
+    nested: dict[str, Any] = {}
+    for key, value in dotted.items():
+        if value is None:
+            continue
+        node = nested
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    _merge(cfg, nested, "override")
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from emotion_cnn.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def resolve_data_dir(cfg: Config) -> Path:
+    """The dataset folder: the config's, else ``$RAVDESS_DIR``, else ``dataset/``."""
+    if cfg.data_dir:
+        return Path(cfg.data_dir).expanduser().resolve()
+    if env := os.environ.get("RAVDESS_DIR"):
+        return Path(env).expanduser().resolve()
+    return paths().dataset

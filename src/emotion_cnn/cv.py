@@ -1,0 +1,180 @@
+"""Speaker-independent cross-validation over the 6 EmoBox folds.
+
+Every fold trains a fresh model on its 16 training actors (validation actors for early
+stopping), then scores its 4 test actors. ``evaluate_on="val"`` scores the validation
+actors instead: that is what settings are tuned on, so the test actors are touched once.
+Results go to ``reports/benchmarks/<date>-<commit>/``: ``metrics.json``, ``results.md``,
+the pooled confusion matrix over every test prediction, and ``predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emotion_cnn import splits
+from emotion_cnn.config import Config, paths
+from emotion_cnn.io import atomic_save_csv, atomic_write_json, atomic_write_text
+
+
+def load_features(cfg: Config) -> tuple[np.ndarray, pd.DataFrame]:
+    """Features of every usable clip, ``(n, n_mels, n_frames)``, and their metadata rows.
+
+    Runs ``prepare`` (cheap when cached) and gathers its three split arrays into one.
+    """
+    from emotion_cnn.prepare import prepare
+    from emotion_cnn.train import load_split
+
+    result = prepare(cfg, progress=True)
+    split = load_split(result.split_dir)
+    manifest = split.manifest.sort_values(["split", "index_in_split"])
+    parts = {"train": split.X_train, "val": split.X_val, "test": split.X_test}
+    X = np.concatenate([parts[s][manifest.loc[manifest["split"] == s, "index_in_split"].to_numpy()]
+                        for s in ("train", "val", "test")])
+    meta = pd.concat([manifest[manifest["split"] == s] for s in ("train", "val", "test")])
+    meta = meta.drop(columns=["split", "index_in_split"]).reset_index(drop=True)
+    # prepare's own order, so a random split drawn here equals the one prepare writes
+    order = meta.sort_values(["actor", "clip_id", "path"], kind="stable").index.to_numpy()
+    return X[order], meta.loc[order].reset_index(drop=True)
+
+
+def fold_split(X: np.ndarray, meta: pd.DataFrame, cfg: Config, *, name: str):
+    """The in-memory :class:`~emotion_cnn.train.Split` of one protocol setting."""
+    from emotion_cnn.config import EMOTIONS
+    from emotion_cnn.train import Split
+
+    assignment = splits.assign_splits(meta, cfg.split, seed=cfg.seed).to_numpy()
+    label_index = {label: i for i, label in enumerate(EMOTIONS)}
+    y = meta["emotion"].map(label_index).to_numpy(np.int64)
+    manifest = meta.copy()
+    manifest["split"] = assignment
+    manifest["index_in_split"] = manifest.groupby("split").cumcount()
+    arrays = {}
+    for s in splits.SPLITS:
+        mask = assignment == s
+        arrays[f"X_{s}"], arrays[f"y_{s}"] = X[mask], y[mask]
+    info = {"protocol": cfg.split.protocol, "leaky": cfg.split.protocol == "random",
+            "actors": {s: sorted(int(a) for a in meta.loc[assignment == s, "actor"].unique())
+                       for s in splits.SPLITS}}
+    return Split(Path(name), labels=list(EMOTIONS), manifest=manifest, info=info, **arrays)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=paths().root, check=True).stdout.strip() or "nocommit"
+    except (OSError, subprocess.CalledProcessError):
+        return "nocommit"
+
+
+def hardware() -> str:
+    import os
+
+    import keras
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__} ({keras.backend.backend()})"
+
+
+def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path | None = None,
+                   evaluate_on: str = "test", data: tuple[np.ndarray, pd.DataFrame] | None = None,
+                   verbose: int = 0) -> dict:
+    """Train and score every fold; write the report (``evaluate_on="test"`` only).
+
+    Returns
+    -------
+    dict
+        ``folds`` (per-fold UA/WA/macro-F1 in %, epochs, seconds), ``mean`` and ``std``.
+    """
+    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
+    from emotion_cnn.train import fit
+
+    import copy
+
+    folds = folds or sorted(splits.EMOBOX_TEST_ACTORS)
+    X, meta = data if data is not None else load_features(cfg)
+    started = time.perf_counter()
+    rows, pooled = [], []
+    for fold in folds:
+        fold_cfg = copy.deepcopy(cfg)
+        fold_cfg.split.protocol, fold_cfg.split.fold = "emobox", fold
+        split = fold_split(X, meta, fold_cfg, name=f"emobox-fold{fold}")
+        t0 = time.perf_counter()
+        model, history = fit(fold_cfg, split, verbose=verbose)
+        X_eval, y_eval = (split.X_test, split.y_test) if evaluate_on == "test" else (split.X_val, split.y_val)
+        part = split.manifest[split.manifest["split"] == evaluate_on].sort_values("index_in_split")
+        evaluation = evaluate_predictions(predict_probabilities(model, X_eval), y_eval, split.labels, part)
+        seconds = time.perf_counter() - t0
+        m = evaluation.metrics
+        rows.append({"fold": fold, "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],
+                     "epochs": len(history), "seconds": round(seconds, 1),
+                     "actors": split.info["actors"][evaluate_on]})
+        pooled.append(evaluation.predictions.assign(fold=fold))
+        print(f"fold {fold} ({evaluate_on} actors {rows[-1]['actors']}): UA {rows[-1]['ua']:.1f}  "
+              f"WA {rows[-1]['wa']:.1f}  F1 {rows[-1]['macro_f1']:.1f}  "
+              f"({len(history)} epochs, {seconds:.0f} s)", flush=True)
+    table = pd.DataFrame(rows)
+    result = {
+        "protocol": "emobox", "evaluated_on": evaluate_on, "folds": rows,
+        "mean": {k: round(float(table[k].mean()), 2) for k in ("ua", "wa", "macro_f1")},
+        "std": {k: round(float(table[k].std(ddof=0)), 2) for k in ("ua", "wa", "macro_f1")},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "config": cfg.to_dict(), "hardware": hardware(), "commit": _commit(),
+        "date": date.today().isoformat(),
+    }
+    print(f"mean UA {result['mean']['ua']:.1f} ± {result['std']['ua']:.1f}  WA {result['mean']['wa']:.1f}  "
+          f"F1 {result['mean']['macro_f1']:.1f}  ({result['wall_seconds'] / 60:.1f} min)", flush=True)
+    if evaluate_on == "test":
+        write_report(result, pd.concat(pooled, ignore_index=True), out_dir)
+    return result
+
+
+def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None = None) -> Path:
+    """metrics.json, results.md, predictions.csv and the pooled confusion matrix."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    from emotion_cnn import plots
+    from emotion_cnn.config import EMOTIONS
+
+    out_dir = Path(out_dir or paths().reports / "benchmarks" / f"{result['date']}-{result['commit']}")
+    labels = list(EMOTIONS)
+    confusion = confusion_matrix(predictions["true"], predictions["predicted"], labels=labels)
+    result["pooled_confusion"] = confusion.tolist()
+    off = confusion.astype(float) / confusion.sum(axis=1, keepdims=True)
+    np.fill_diagonal(off, 0)
+    worst = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1][:5], off.shape))[0]
+    result["most_confused"] = [f"{labels[i]} -> {labels[j]} ({off[i, j]:.0%})" for i, j in worst]
+    atomic_write_json(out_dir / "metrics.json", result)
+    atomic_save_csv(out_dir / "predictions.csv", predictions)
+    fig = plots.confusion_heatmap(confusion, labels, normalize=True,
+                                  title=f"Pooled over {len(predictions)} test predictions, 6 folds",
+                                  path=out_dir / "confusion_pooled.png")
+    plt.close(fig)
+    atomic_write_text(out_dir / "results.md", results_markdown(result))
+    print(f"report: {out_dir}", flush=True)
+    return out_dir
+
+
+def results_markdown(result: dict) -> str:
+    lines = [f"# EmoBox 6-fold speaker-independent cross-validation ({result['date']}, commit {result['commit']})",
+             "", f"Hardware: {result['hardware']}. Wall time: {result['wall_seconds'] / 60:.1f} min.", "",
+             "| fold | test actors | UA % | WA % | macro-F1 % | epochs | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["folds"]:
+        lines.append(f"| {r['fold']} | {', '.join(map(str, r['actors']))} | {r['ua']:.1f} | {r['wa']:.1f} | "
+                     f"{r['macro_f1']:.1f} | {r['epochs']} | {r['seconds']:.0f} |")
+    m, s = result["mean"], result["std"]
+    lines.append(f"| **mean ± std** | | **{m['ua']:.1f} ± {s['ua']:.1f}** | {m['wa']:.1f} ± {s['wa']:.1f} | "
+                 f"{m['macro_f1']:.1f} ± {s['macro_f1']:.1f} | | |")
+    lines += ["", "Published on the same folds (EmoBox, frozen pretrained features + small head), UA / WA / F1 %:", ""]
+    for name, (ua, wa, f1) in splits.EMOBOX_PUBLISHED.items():
+        lines.append(f"- {name}: {ua:.1f} / {wa:.1f} / {f1:.1f}")
+    if "most_confused" in result:
+        lines += ["", "Most confused (true -> predicted, share of the true class): " + "; ".join(result["most_confused"])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""The CNN: log-mel ``(n_mels, n_frames)`` in, emotion probabilities out.
+
+Built from stock Keras 3 layers only (no Lambda, no custom classes), so a saved model loads
+with plain ``keras.models.load_model`` in safe mode, under any backend, without this package.
+Input normalisation is a ``Normalization`` layer inside the model: per mel band mean and
+variance, adapted on the training split by :func:`adapt_normalization`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, regularizers
+
+from emotion_cnn.config import ModelConfig
+
+
+def build_model(input_shape: tuple[int, int], num_classes: int,
+                config: ModelConfig | None = None) -> keras.Model:
+    """A 2-D CNN over a log-mel spectrogram.
+
+    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU) then 2x2 max pooling.
+    The last block's map is pooled by both mean and max over time only
+    (``pooling="time"``), so the classifier still knows in which frequency band the energy
+    lies (pitch height matters for emotion), or over time and frequency
+    (``pooling="global"``); then dropout and a softmax layer.
+
+    Parameters
+    ----------
+    input_shape : (n_mels, n_frames)
+    num_classes : int
+    config : ModelConfig, optional
+        Filters per block, convs per block, dropout and L2 weight decay.
+
+    Returns
+    -------
+    keras.Model
+        Input shape ``(batch, n_mels, n_frames)``, output ``(batch, num_classes)``
+        probabilities. Its ``normalize`` layer still needs :func:`adapt_normalization`.
+    """
+    config = config or ModelConfig()
+    l2 = regularizers.L2(config.l2) if config.l2 else None
+    inputs = keras.Input(shape=tuple(input_shape), name="log_mel")
+    x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
+    x = layers.Normalization(axis=1, name="normalize")(x)
+    for block, filters in enumerate(config.filters, start=1):
+        for conv in range(1, config.convs_per_block + 1):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,
+                              name=f"block{block}_conv{conv}")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    if config.pooling == "time":
+        frames = x.shape[2]
+        x = layers.Concatenate(name="stats_pool")([
+            layers.Flatten(name="mean_flat")(layers.AveragePooling2D((1, frames), name="mean_pool")(x)),
+            layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
+        ])
+    elif config.pooling == "global":
+        x = layers.Concatenate(name="stats_pool")([
+            layers.GlobalAveragePooling2D(name="mean_pool")(x),
+            layers.GlobalMaxPooling2D(name="max_pool")(x),
+        ])
+    else:
+        raise ValueError(f"model.pooling must be 'time' or 'global', not {config.pooling!r}")
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
+                           name="emotion")(x)
+    return keras.Model(inputs, outputs, name="emotion_cnn")
+
+
+def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
+    """Set the model's per-mel-band normalisation from training features ``(n, n_mels, n_frames)``."""
+    model.get_layer("normalize").adapt(np.asarray(X_train, dtype=np.float32)[..., None])

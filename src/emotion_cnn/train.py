@@ -1,0 +1,253 @@
+"""Train the CNN on a prepared split and write a run folder.
+
+``runs/<run-id>/`` holds: ``config.yaml`` (resolved settings and seed), ``labels.json``,
+``history.csv``, ``model.keras`` (best weights), and what :mod:`emotion_cnn.evaluate` writes
+(``metrics.json``, ``predictions.csv``, ``classification_report.txt``, ``figures/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from emotion_cnn import evaluate
+from emotion_cnn.config import Config, TrainConfig, paths, save_config
+from emotion_cnn.io import atomic_write_json
+from emotion_cnn.model import adapt_normalization, build_model
+
+
+@dataclass
+class Split:
+    """A prepared split loaded into memory. ``X_*``: ``(n, n_mels, n_frames)``; ``y_*``: ``(n,)``."""
+
+    directory: Path
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    labels: list[str]
+    manifest: pd.DataFrame
+    info: dict
+
+
+def load_split(directory: str | Path) -> Split:
+    directory = Path(directory)
+    if not (directory / "X_train.npy").exists():
+        raise FileNotFoundError(f"{directory} holds no prepared split: run `emotion-cnn prepare`")
+    arrays = {f"{k}_{s}": np.load(directory / f"{k}_{s}.npy")
+              for s in ("train", "val", "test") for k in ("X", "y")}
+    labels_map = json.loads((directory / "labels.json").read_text())
+    labels = [labels_map[str(i)] for i in range(len(labels_map))]
+    return Split(directory, labels=labels, manifest=pd.read_csv(directory / "manifest.csv"),
+                 info=json.loads((directory / "split.json").read_text()), **arrays)
+
+
+def seed_everything(seed: int) -> None:
+    """The one place where the run's randomness is seeded: Python, NumPy and the backend."""
+    keras.utils.set_random_seed(seed)
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights, mean 1 over the samples (neutral has half the clips)."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled training batches with SpecAugment-style masks, time shifts and mixup.
+
+    Yields ``(x, y_onehot, sample_weight)``. Augmentation lives here, outside the model,
+    so the saved model holds stock layers only and does nothing random at inference.
+    Each epoch's randomness comes from ``(seed, epoch)``, so runs repeat exactly.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: TrainConfig,
+                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0):
+        super().__init__()
+        self.X, self.y, self.cfg, self.seed = X, y, cfg, seed
+        self.onehot = np.eye(num_classes, dtype=np.float32)[y]
+        self.sample_weight = (weights[y] if weights is not None else np.ones(len(y), np.float32))
+        self.floor = floor
+        self.epoch = 0
+        self._order()
+
+    def _order(self) -> None:
+        self.rng = np.random.default_rng([self.seed, self.epoch])
+        self.order = self.rng.permutation(len(self.X))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.X) / self.cfg.batch_size))
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order()
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        idx = self.order[index * self.cfg.batch_size:(index + 1) * self.cfg.batch_size]
+        x = self.X[idx].copy()
+        y = self.onehot[idx].copy()
+        w = self.sample_weight[idx].copy()
+        cfg = self.cfg
+        n_mels, n_frames = x.shape[1:]
+        for i in range(len(x)):
+            if cfg.max_shift:
+                x[i] = np.roll(x[i], rng.integers(-cfg.max_shift, cfg.max_shift + 1), axis=1)
+            for _ in range(cfg.time_masks):
+                width = rng.integers(0, cfg.time_mask_width + 1)
+                start = rng.integers(0, max(1, n_frames - width))
+                x[i, :, start:start + width] = self.floor
+            for _ in range(cfg.freq_masks):
+                width = rng.integers(0, cfg.freq_mask_width + 1)
+                start = rng.integers(0, max(1, n_mels - width))
+                x[i, start:start + width, :] = self.floor
+        if cfg.mixup_alpha > 0 and len(x) > 1:
+            lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=len(x)).astype(np.float32)
+            lam = np.maximum(lam, 1 - lam)  # the first clip stays the dominant one
+            partner = rng.permutation(len(x))
+            x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
+            y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+            w = lam * w + (1 - lam) * w[partner]
+        return x, y, w
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` to the logs (and so to ``history.csv``)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: keras.Model
+    history: pd.DataFrame
+    metrics: dict
+    predictions: pd.DataFrame
+
+
+def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = (runs_dir or paths().runs) / f"{stamp}-{split.directory.name}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int | str = "auto"):
+    """Build, adapt and fit a model on ``split``; returns ``(model, history frame)``."""
+    seed_everything(cfg.seed)
+    num_classes = len(split.labels)
+    model = build_model(split.X_train.shape[1:], num_classes, cfg.model)
+    adapt_normalization(model, split.X_train)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    weights = class_weights(split.y_train, num_classes) if cfg.train.class_weights else None
+    batches = AugmentedBatches(split.X_train, split.y_train, num_classes=num_classes,
+                               cfg=cfg.train, seed=cfg.seed, weights=weights,
+                               floor=-cfg.features.top_db)
+    val_onehot = np.eye(num_classes, dtype=np.float32)[split.y_val]
+    callbacks = [
+        EpochTimer(),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                          patience=cfg.train.lr_patience, min_lr=1e-5),
+    ]
+    if run_dir is not None:
+        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
+    history = model.fit(batches, validation_data=(split.X_val, val_onehot),
+                        epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return model, frame
+
+
+def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | None = None,
+          export: bool = True, verbose: int | str = "auto") -> TrainResult:
+    """Train on a split (default: the one ``prepare`` wrote last), evaluate on its test set,
+    write the run folder and, if ``export``, the top-level ``emotion_cnn_model.keras``."""
+    from emotion_cnn.prepare import latest_split_dir  # needs the audio stack: import when used
+
+    split = load_split(split_dir or latest_split_dir())
+    run_dir = new_run_dir(split, runs_dir=runs_dir)
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(run_dir / "labels.json", {str(i): lab for i, lab in enumerate(split.labels)})
+    started = time.perf_counter()
+    model, history = fit(cfg, split, run_dir=run_dir, verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    model.save(run_dir / "model.keras")
+    history.to_csv(run_dir / "history.csv", index=False)
+    result = evaluate.evaluate_split(model, split, run_dir)
+    result.metrics.update(
+        train_seconds=round(train_seconds, 1), epochs_run=len(history),
+        best_epoch=int(history["val_loss"].idxmin()) + 1,
+        seconds_per_epoch=round(float(history["epoch_seconds"].mean()), 2),
+        parameters=int(model.count_params()), backend=keras.backend.backend(),
+        seed=cfg.seed, split=str(split.directory), protocol=split.info["protocol"],
+        leaky=split.info["leaky"])
+    atomic_write_json(run_dir / "metrics.json", result.metrics)
+    if export:
+        export_model(model, cfg, split, run_dir, result.metrics)
+    return TrainResult(run_dir, model, history, result.metrics, result.predictions)
+
+
+def latest_benchmark() -> dict | None:
+    """Mean cross-validated scores of the newest ``reports/benchmarks/*/metrics.json``."""
+    found = sorted(paths().reports.glob("benchmarks/*/metrics.json"))
+    if not found:
+        return None
+    bench = json.loads(found[-1].read_text())
+    return {"protocol": bench.get("protocol"), "folds": len(bench.get("folds", [])),
+            "mean": bench.get("mean"), "std": bench.get("std"), "report": str(found[-1].parent)}
+
+
+def model_info(cfg: Config, split: Split, run_dir: Path, metrics: dict) -> dict:
+    """What a user of the saved model needs: label order, feature settings, provenance."""
+    return {
+        "labels": split.labels,
+        "features": cfg.to_dict()["features"],
+        "input_shape": list(split.X_train.shape[1:]),
+        "protocol": split.info["protocol"],
+        "split": split.directory.name,
+        "test_actors": split.info["actors"]["test"],
+        "test_metrics": {k: metrics[k] for k in ("wa", "ua", "macro_f1")},
+        "cv_metrics": None,
+        "run_dir": str(run_dir),
+        "seed": cfg.seed,
+        "keras_version": keras.__version__,
+    }
+
+
+def export_model(model: keras.Model, cfg: Config, split: Split, run_dir: Path, metrics: dict,
+                 *, path: Path | None = None) -> Path:
+    """Save ``emotion_cnn_model.keras`` and its ``.json`` sidecar atomically."""
+    path = Path(path or paths().model)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    info = model_info(cfg, split, run_dir, metrics)
+    info["cv_metrics"] = latest_benchmark()
+    atomic_write_json(path.with_suffix(".json"), info)
+    os.replace(tmp, path)
+    return path
+

@@ -1,0 +1,89 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from emotion_cnn.config import ModelConfig
+from emotion_cnn.model import adapt_normalization, build_model
+
+
+def test_build_model_shapes_and_stock_layers():
+    model = build_model((32, 63), 8, ModelConfig(filters=[8, 16]))
+    assert model.input_shape == (None, 32, 63)
+    assert model.output_shape == (None, 8)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "Lambda" not in kinds
+    assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
+
+
+def test_outputs_are_probabilities(rng):
+    model = build_model((32, 63), 5, ModelConfig(filters=[8]))
+    probs = np.asarray(model.predict(rng.standard_normal((4, 32, 63)).astype("float32"), verbose=0))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_normalization_adapts_per_mel_band(rng):
+    X = (rng.standard_normal((50, 16, 20)) * np.arange(1, 17)[None, :, None] + 5).astype("float32")
+    model = build_model((16, 20), 3, ModelConfig(filters=[4]))
+    adapt_normalization(model, X)
+    layer = model.get_layer("normalize")
+    mean = np.asarray(layer.mean).reshape(-1)
+    np.testing.assert_allclose(mean, X.mean(axis=(0, 2)), rtol=1e-4, atol=1e-4)
+
+
+def test_saved_model_loads_without_the_package(tiny_model, tmp_path):
+    """Plain keras.models.load_model, safe mode, in a fresh Python that never imports emotion_cnn."""
+    model_path, result = tiny_model
+    X = result.model.input_shape  # noqa: F841 (shape check below)
+    from emotion_cnn.train import load_split
+
+    split = load_split(result.metrics["split"])
+    np.save(tmp_path / "x.npy", split.X_test)
+    expected = np.asarray(result.model.predict(split.X_test, verbose=0))
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras
+        model = keras.models.load_model({str(model_path)!r}, safe_mode=True)
+        np.save({str(tmp_path / 'p.npy')!r}, model.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0))
+        assert not any(m.startswith("emotion_cnn") for m in sys.modules), "package was imported"
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)
+    info = json.loads(model_path.with_suffix(".json").read_text())
+    assert info["labels"][0] == "neutral" and len(info["labels"]) == 8
+    assert info["features"]["n_mels"] == 32
+    assert info["input_shape"] == list(split.X_test.shape[1:])
+
+
+@pytest.mark.slow
+def test_model_code_runs_on_jax(tmp_path):
+    pytest.importorskip("jax")
+    script = textwrap.dedent(f"""
+        import numpy as np, keras
+        assert keras.backend.backend() == "jax"
+        from pathlib import Path
+        import pandas as pd
+        from emotion_cnn.config import config_from_dict
+        from emotion_cnn.train import Split, fit
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((48, 16, 24)).astype("float32")
+        y = np.arange(48) % 8
+        split = Split(Path("synthetic"), X, y, X[:16], y[:16], X[:16], y[:16],
+                      [str(i) for i in range(8)], pd.DataFrame(), {{}})
+        cfg = config_from_dict({{"model": {{"filters": [4, 8]}}, "train": {{"epochs": 2, "batch_size": 16}}}})
+        model, history = fit(cfg, split, verbose=0)
+        assert len(history) == 2
+        model.save({str(tmp_path / 'm.keras')!r})
+        again = keras.models.load_model({str(tmp_path / 'm.keras')!r})
+        np.testing.assert_allclose(again.predict(X[:4], verbose=0), model.predict(X[:4], verbose=0), atol=1e-5)
+        print("JAX OK")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "jax"},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "JAX OK" in out.stdout
