@@ -61,10 +61,9 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(autouse=True)
-def project_root(tmp_path, monkeypatch) -> Path:
+def project_root(tmp_path_factory, monkeypatch) -> Path:
     """Every test writes its derived files (spectrograms/, splits/, runs/...) under a temp root."""
-    root = tmp_path / "project"
-    root.mkdir()
+    root = tmp_path_factory.mktemp("project")
     monkeypatch.setenv("EMOTION_CNN_ROOT", str(root))
     monkeypatch.delenv("EMOTION_CNN_CACHE", raising=False)
     return root

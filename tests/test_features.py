@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 
 import librosa
@@ -12,8 +13,7 @@ import soundfile as sf
 from matplotlib import colormaps
 from PIL import Image
 
-from conftest import synth_signal, write_clip
-from emotion_cnn import features as F
+from conftest import synth_signal
 from emotion_cnn.config import FeatureConfig
 from emotion_cnn.features import (
     AudioError,
@@ -122,7 +122,6 @@ def test_pcm_sha256_depends_on_samples_not_container(folder, rng):
     a, _ = decode(folder / "a.wav")
     b, _ = decode(folder / "a.flac")
     assert pcm_sha256(a) == pcm_sha256(b) == pcm_sha256(samples)
-    import hashlib
     assert pcm_sha256(samples) == hashlib.sha256(samples.astype("<i2").tobytes()).hexdigest()
     changed = samples.copy()
     changed[100, 1] += 1
@@ -248,11 +247,6 @@ def test_trim_silence_matches_librosa(name, y, top_db):
     np.testing.assert_array_equal(ours, theirs)
 
 
-@pytest.mark.xfail(reason="bug: trim_silence (features.py:85-87) has no amplitude floor; "
-                          "librosa.effects.trim floors frame RMS at amin=1e-5, so on a very "
-                          "quiet clip (peak RMS < ~3e-4 at top_db=30) librosa keeps the "
-                          "silence and trim_silence removes it: not 'the same rule'",
-                   strict=True)
 def test_trim_silence_matches_librosa_on_a_very_quiet_clip(rng):
     y = synth_signal(rng, emotion=3, sr=16000, seconds=1.0, silence=0.4)[:, 0] * 3e-4
     ours = trim_silence(y, top_db=30)

@@ -271,9 +271,6 @@ def test_split_table_without_a_split():
     assert int(table.loc["total", "total"]) == 120
 
 
-@pytest.mark.xfail(reason="bug: split_table sets a str row into an int64 crosstab and fills "
-                          "NaN with '' (splits.py:144-145): pandas deprecates both "
-                          "(Pandas4Warning), and pandas 4 will raise", strict=True)
 def test_split_table_uses_no_deprecated_pandas_behaviour():
     import warnings
 

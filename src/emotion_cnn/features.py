@@ -82,7 +82,8 @@ def trim_silence(y: np.ndarray, *, top_db: float, frame_length: int = 1024,
         raise SilentAudioError("every sample is zero")
     padded = np.pad(y, frame_length // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
-    power = np.mean(frames.astype(np.float64) ** 2, axis=1)
+    # librosa floors frame RMS at 1e-5 (amplitude_to_db's amin), i.e. power at 1e-10
+    power = np.maximum(np.mean(frames.astype(np.float64) ** 2, axis=1), 1e-10)
     loud = np.flatnonzero(power > power.max() * 10.0 ** (-top_db / 10.0))
     start = loud[0] * hop_length
     end = min(len(y), (loud[-1] + 1) * hop_length)

@@ -242,13 +242,15 @@ def _write_split(out_dir: Path, meta: pd.DataFrame, cfg: Config, feature_dir: Pa
     """Write ``X_/y_{train,val,test}.npy``, labels, manifest and config, unless unchanged."""
     content_key = {
         "features": cfg.features.key(), "seed": cfg.seed, "split": cfg.to_dict()["split"],
-        "clips": [[s, p] for s, p in zip(meta["pcm_sha256"], meta["split"])],
+        "clips": [list(row) for row in zip(meta["pcm_sha256"], meta["emotion"], meta["split"])],
     }
     key_file = out_dir / "content-key.json"
     expected = [out_dir / f"{kind}_{s}.npy" for s in splits.SPLITS for kind in ("X", "y")]
     if not force and key_file.exists() and all(p.exists() for p in expected):
         if json.loads(key_file.read_text()) == content_key:
             return
+    # the key goes first, so an interrupted rewrite can never look complete
+    key_file.unlink(missing_ok=True)
     label_index = {label: i for i, label in enumerate(EMOTIONS)}
     manifest = meta.copy()
     manifest["index_in_split"] = manifest.groupby("split").cumcount()

@@ -138,7 +138,7 @@ def assign_splits(meta: pd.DataFrame, cfg: SplitConfig, *, seed: int) -> pd.Seri
 def split_table(meta: pd.DataFrame) -> pd.DataFrame:
     """Clips per emotion (rows) and split (columns), with totals and the actors of each split."""
     table = pd.crosstab(meta["emotion"], meta["split"], margins=True, margins_name="total")
-    table = table.reindex(columns=[c for c in (*SPLITS, "total") if c in table.columns])
+    table = table.reindex(columns=[c for c in (*SPLITS, "total") if c in table.columns]).astype(object)
     actors = {s: ", ".join(str(a) for a in sorted(meta.loc[meta["split"] == s, "actor"].unique()))
               for s in table.columns if s != "total"}
     table.loc["actors"] = pd.Series(actors)
