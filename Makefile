@@ -7,7 +7,7 @@ CLI := $(VENV)/bin/emotion-cnn
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test prepare train cv bench-prepare bench-accuracy clean
+.PHONY: install run test prepare train cv app bench-prepare bench-accuracy clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ train: install
 	$(CLI) train
 
 cv: bench-accuracy
+
+app: install  ## the web app on http://127.0.0.1:8501
+	$(CLI) app
 
 bench-prepare: install  ## cold and warm prepare timings on the full dataset
 	$(PY) benchmarks/bench_prepare.py

@@ -121,3 +121,13 @@ def test_atomic_open_writes_temp_beside_target_until_done(folder):
         assert tmp.name.startswith(".t.bin.") and tmp.name.endswith(".tmp")
     assert target.read_bytes() == b"data"
     assert _names(folder) == ["t.bin"]
+
+
+def test_outputs_get_normal_permissions_not_mkstemps_private_ones(tmp_path):
+    import os
+    import stat
+
+    from emotion_cnn.io import FILE_MODE, atomic_write_text
+
+    atomic_write_text(tmp_path / "shared.txt", "x")
+    assert stat.S_IMODE(os.stat(tmp_path / "shared.txt").st_mode) == FILE_MODE

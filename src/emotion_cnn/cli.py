@@ -140,7 +140,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     app = Path(__file__).with_name("app.py")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-               "--server.address", args.address, "--browser.gatherUsageStats", "false"]
+               "--server.address", args.address, "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "minimal"]
     if args.model:
         command += ["--", "--model", args.model]
     return subprocess.call(command)

@@ -30,8 +30,8 @@ class SilentAudioError(AudioError):
     """Audio with no signal to analyse."""
 
 
-def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read an audio file as 16-bit samples.
+def decode(path: str | Path | io.BytesIO) -> tuple[np.ndarray, int]:
+    """Read an audio file (a path or an open binary file) as 16-bit samples.
 
     Returns
     -------
@@ -40,7 +40,8 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         The file's own sample rate.
     """
     try:
-        samples, sr = sf.read(str(path), dtype="int16", always_2d=True)
+        source = path if hasattr(path, "read") else str(path)
+        samples, sr = sf.read(source, dtype="int16", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise AudioError(f"cannot decode: {err}") from None
     if samples.size == 0:
@@ -168,11 +169,19 @@ def windows(y: np.ndarray, cfg: FeatureConfig, *, overlap: float = 0.5) -> np.nd
     size = cfg.n_samples
     if len(trimmed) <= size:
         return log_mel_from_config(fix_length(trimmed, n_samples=size), cfg)[None]
+    return np.stack([log_mel_from_config(trimmed[s:s + size], cfg)
+                     for s in window_starts(len(trimmed), size=size, overlap=overlap)])
+
+
+def window_starts(length: int, *, size: int, overlap: float = 0.5) -> list[int]:
+    """Start samples of the windows :func:`windows` cuts from a trimmed clip of ``length``."""
+    if length <= size:
+        return [0]
     step = max(1, int(size * (1 - overlap)))
-    starts = list(range(0, len(trimmed) - size + 1, step))
-    if starts[-1] != len(trimmed) - size:
-        starts.append(len(trimmed) - size)
-    return np.stack([log_mel_from_config(trimmed[s:s + size], cfg) for s in starts])
+    starts = list(range(0, length - size + 1, step))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return starts
 
 
 def _magma_lut() -> np.ndarray:
