@@ -138,16 +138,16 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 60
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     patience: int = 12  # EarlyStopping on val loss
     lr_patience: int = 4  # ReduceLROnPlateau
     class_weights: bool = True
     # augmentation, training only
-    time_masks: int = 2
+    time_masks: int = 1
     time_mask_width: int = 30
-    freq_masks: int = 2
+    freq_masks: int = 1
     freq_mask_width: int = 8
-    max_shift: int = 30  # frames, circular time shift
+    max_shift: int = 15  # frames, circular time shift
     mixup_alpha: float = 0.2  # 0 disables mixup
 
 

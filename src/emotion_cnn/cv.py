@@ -78,7 +78,13 @@ def hardware() -> str:
 
     import keras
 
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__} ({keras.backend.backend()})"
+    cpu = platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, keras {keras.__version__} ({keras.backend.backend()})"
 
 
 def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path | None = None,
