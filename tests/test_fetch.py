@@ -362,13 +362,27 @@ def test_import_local_errors(tmp_path):
 # --------------------------------------------------------------------------- fetch
 
 
-def test_fetch_skips_when_audio_present(server, tmp_path, capsys):
+def test_fetch_skips_when_a_finished_fetch_left_audio(server, tmp_path, capsys):
     target = tmp_path / "dataset"
     (target / "Actor_01").mkdir(parents=True)
     (target / "Actor_01" / "03-01-01-01-01-01-01.wav").write_bytes(_wav_bytes(0))
+    (target / ".fetch-complete").write_text("earlier run\n")
     assert fetch(target, url=server.url("/Audio.zip"), progress=False) == target
     assert server.requests == []
     assert "already holds 1 audio files" in capsys.readouterr().out
+
+
+def test_fetch_resumes_a_partial_extraction(server, zip_data, tmp_path, capsys):
+    """Audio without the completion marker is what an interrupted extraction leaves."""
+    server.files["/Audio.zip"] = zip_data
+    target = tmp_path / "dataset"
+    (target / "Actor_01").mkdir(parents=True)
+    (target / "Actor_01" / "03-01-01-01-01-01-01.wav").write_bytes(_wav_bytes(0))
+    fetch(target, url=server.url("/Audio.zip"), md5=_md5(zip_data), size=len(zip_data), progress=False)
+    assert len(server.requests) == 1
+    assert "no record of a finished fetch" in capsys.readouterr().out
+    assert _tree(target) >= {"Actor_01", *WAV_NAMES}
+    assert (target / ".fetch-complete").exists()
 
 
 def test_fetch_end_to_end(server, zip_data, wavs, tmp_path, capsys):
@@ -377,7 +391,7 @@ def test_fetch_end_to_end(server, zip_data, wavs, tmp_path, capsys):
     target = tmp_path / "dataset"
     out = fetch(target, url=url, md5=_md5(zip_data), size=len(zip_data), progress=False)
     assert out == target
-    assert _tree(target) == {"Actor_01", *WAV_NAMES}
+    assert _tree(target) == {"Actor_01", *WAV_NAMES, ".fetch-complete"}
     for name, data in wavs.items():
         assert (target / name).read_bytes() == data
     assert (tmp_path / ".downloads" / "Audio_Speech_Actors_01-24.zip").read_bytes() == zip_data
@@ -404,5 +418,5 @@ def test_fetch_from_local_source(zip_data, tmp_path):
     zip_path.write_bytes(zip_data)
     target = tmp_path / "dataset"
     fetch(target, source=zip_path, progress=False)
-    assert _tree(target) == {"Actor_01", *WAV_NAMES}
+    assert _tree(target) == {"Actor_01", *WAV_NAMES, ".fetch-complete"}
     assert not (tmp_path / ".downloads").exists()

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 
@@ -39,7 +38,6 @@ def test_normalization_adapts_per_mel_band(rng):
 def test_saved_model_loads_without_the_package(tiny_model, tmp_path):
     """Plain keras.models.load_model, safe mode, in a fresh Python that never imports emotion_cnn."""
     model_path, result = tiny_model
-    X = result.model.input_shape  # noqa: F841 (shape check below)
     from emotion_cnn.train import load_split
 
     split = load_split(result.metrics["split"])

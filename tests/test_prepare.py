@@ -613,7 +613,7 @@ def test_prepare_real_kaggle_doubled_layout(real_data_dir, shared_cache, monkeyp
                 os.symlink(flac, target / flac.name)
     assert len(list(root.rglob("*.flac"))) == 240
     cfg = config_from_dict({"data_dir": str(root), "workers": 2,
-                            "split": {"protocol": "actors", "test_actors": [1], "val_actors": [7]}})
+                            "split": {"protocol": "random"}})
     result = prepare(cfg, progress=False)
     assert len(result.metadata) == 119
     dups = [s for s in result.skipped if s.reason == data.DUPLICATE]

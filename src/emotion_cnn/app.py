@@ -110,11 +110,15 @@ def render(analysis: Analysis, classifier: Classifier) -> None:
     st.subheader(f"Predicted emotion: {top_label} ({top_p:.0%})")
     probs = pd.DataFrame({"emotion": list(pred.probabilities), "probability": list(pred.probabilities.values())})
     st.bar_chart(probs, x="emotion", y="probability", horizontal=True, sort=False)
-    st.pyplot(_waveform_figure(analysis))
+    import matplotlib.pyplot as plt
+
     f = classifier.features
-    st.pyplot(plots.spectrogram(analysis.features, sr=f.sr, hop_length=f.hop_length, fmin=f.fmin,
-                                fmax=f.fmax, top_db=f.top_db,
-                                title="Log-mel spectrogram the model sees (trimmed, first window)"))
+    for fig in (_waveform_figure(analysis),
+                plots.spectrogram(analysis.features, sr=f.sr, hop_length=f.hop_length, fmin=f.fmin,
+                                  fmax=f.fmax, top_db=f.top_db,
+                                  title="Log-mel spectrogram the model sees (trimmed, first window)")):
+        st.pyplot(fig)
+        plt.close(fig)  # streamlit reruns the script on every interaction
     if pred.windows > 1:
         trimmed = features.trim_silence(analysis.signal, top_db=f.trim_top_db)
         starts = features.window_starts(len(trimmed), size=f.n_samples)

@@ -24,13 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 def _config(args: argparse.Namespace):
     from emotion_cnn.config import load_config
 
+    protocol = getattr(args, "protocol", None)
+    if protocol is None and (getattr(args, "test_actors", None) or getattr(args, "val_actors", None)):
+        protocol = "actors"  # giving actor lists means that protocol
     overrides = {
         "seed": getattr(args, "seed", None),
         "data_dir": getattr(args, "data", None),
         "keep_duplicates": True if getattr(args, "keep_duplicates", False) else None,
         "limit_actors": getattr(args, "limit_actors", None),
         "workers": getattr(args, "workers", None),
-        "split__protocol": getattr(args, "protocol", None),
+        "split__protocol": protocol,
         "split__fold": getattr(args, "fold", None),
         "split__test_actors": getattr(args, "test_actors", None),
         "split__val_actors": getattr(args, "val_actors", None),
@@ -38,20 +41,22 @@ def _config(args: argparse.Namespace):
         "train__batch_size": getattr(args, "batch_size", None),
         "train__learning_rate": getattr(args, "lr", None),
     }
-    for item in getattr(args, "set", None) or []:
-        key, _, value = item.partition("=")
-        import yaml
+    import yaml
 
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set features.n_mels=128")
         overrides[key.replace(".", "__")] = yaml.safe_load(value)
     return load_config(args.config, **overrides)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from emotion_cnn.config import paths
+    from emotion_cnn.config import Config, resolve_data_dir
     from emotion_cnn.fetch import FetchError, fetch
 
     try:
-        fetch(Path(args.dest or paths().dataset), source=Path(args.source) if args.source else None,
+        fetch(Path(args.dest) if args.dest else resolve_data_dir(Config()), source=Path(args.source) if args.source else None,
               force=args.force, **({"url": args.url} if args.url else {}),
               **({"md5": None, "size": None} if args.no_verify else {}))
     except FetchError as err:
@@ -131,7 +136,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from emotion_cnn.cv import cross_validate
 
-    cross_validate(_config(args), folds=args.folds, out_dir=Path(args.out) if args.out else None)
+    cross_validate(_config(args), folds=args.folds, out_dir=Path(args.out) if args.out else None,
+                   verbose=2)
     return 0
 
 
@@ -174,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="download RAVDESS speech (Zenodo, checksum-verified)")
-    p.add_argument("--dest", help="target folder (default dataset/)")
+    p.add_argument("--dest", help="target folder (default $RAVDESS_DIR, else dataset/)")
     p.add_argument("--from", dest="source", help="import from a local folder or zip instead")
     p.add_argument("--url", default=None)
     p.add_argument("--no-verify", action="store_true", help="skip the size/MD5 check (with --url)")
@@ -188,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-duplicates", action="store_true",
                    help="keep identical recordings (reproduces the leaky doubled-data setup)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
-    p.add_argument("--out", help="split folder (default splits/<protocol>)")
+    p.add_argument("--out", help="split folder (default splits/<name>, e.g. splits/emobox-fold1)")
     p.add_argument("--force", action="store_true", help="redo cached work")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(p)
@@ -242,9 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import yaml
+
+    from emotion_cnn.fetch import FetchError
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError, FetchError, yaml.YAMLError) as err:
         print(f"emotion-cnn {args.command}: {err}", file=sys.stderr)
         return 2
 

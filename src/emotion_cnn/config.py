@@ -178,8 +178,10 @@ def _merge(obj: Any, overrides: dict[str, Any], where: str) -> None:
                 raise ValueError(f"{where}: {key!r} must be a mapping")
             _merge(current, value, f"{where}.{key}")
         else:
-            if isinstance(current, float) and isinstance(value, int):
+            if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if not isinstance(value, type(current)):
+                raise ValueError(f"{where}.{key}: expected {type(current).__name__}, got {value!r}")
             setattr(obj, key, value)
 
 
@@ -198,7 +200,8 @@ def load_config(path: str | Path | None = None, **dotted: Any) -> Config:
     """
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        with open(path) as handle:  # an open file makes YAML errors name it
+            loaded = yaml.safe_load(handle)
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: a config file must hold a mapping")
         data = loaded or {}

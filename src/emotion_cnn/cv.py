@@ -67,8 +67,11 @@ def fold_split(X: np.ndarray, meta: pd.DataFrame, cfg: Config, *, name: str):
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=paths().root, check=True).stdout.strip() or "nocommit"
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=paths().root, check=True).stdout.strip() or "nocommit"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=paths().root).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "nocommit"
 
@@ -80,7 +83,8 @@ def hardware() -> str:
 
     cpu = platform.machine()
     try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -97,13 +101,14 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     dict
         ``folds`` (per-fold UA/WA/macro-F1 in %, epochs, seconds), ``mean`` and ``std``.
     """
-    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
-    from emotion_cnn.train import fit
-
     import copy
 
     folds = folds or sorted(splits.EMOBOX_TEST_ACTORS)
+    # features first: prepare forks workers, which must not inherit a loaded Keras backend
     X, meta = data if data is not None else load_features(cfg)
+    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
+    from emotion_cnn.train import fit
+
     started = time.perf_counter()
     rows, pooled = [], []
     for fold in folds:
@@ -148,7 +153,8 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
     from emotion_cnn import plots
     from emotion_cnn.config import EMOTIONS
 
-    out_dir = Path(out_dir or paths().reports / "benchmarks" / f"{result['date']}-{result['commit']}")
+    partial = "" if len(result["folds"]) == 6 else "-folds" + "_".join(str(r["fold"]) for r in result["folds"])
+    out_dir = Path(out_dir or paths().reports / "benchmarks" / f"{result['date']}-{result['commit']}{partial}")
     labels = list(EMOTIONS)
     confusion = confusion_matrix(predictions["true"], predictions["predicted"], labels=labels)
     result["pooled_confusion"] = confusion.tolist()
@@ -159,7 +165,8 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
     atomic_write_json(out_dir / "metrics.json", result)
     atomic_save_csv(out_dir / "predictions.csv", predictions)
     fig = plots.confusion_heatmap(confusion, labels, normalize=True,
-                                  title=f"Pooled over {len(predictions)} test predictions, 6 folds",
+                                  title=f"Pooled over {len(predictions)} test predictions, "
+                                        f"{len(result['folds'])} folds",
                                   path=out_dir / "confusion_pooled.png")
     plt.close(fig)
     atomic_write_text(out_dir / "results.md", results_markdown(result))
@@ -168,7 +175,8 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
 
 
 def results_markdown(result: dict) -> str:
-    lines = [f"# EmoBox 6-fold speaker-independent cross-validation ({result['date']}, commit {result['commit']})",
+    lines = [f"# EmoBox speaker-independent cross-validation, {len(result['folds'])} folds "
+             f"({result['date']}, commit {result['commit']})",
              "", f"Hardware: {result['hardware']}. Wall time: {result['wall_seconds'] / 60:.1f} min.", "",
              "| fold | test actors | UA % | WA % | macro-F1 % | epochs | seconds |",
              "|---|---|---|---|---|---|---|"]

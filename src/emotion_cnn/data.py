@@ -16,7 +16,7 @@ from pathlib import Path
 
 from emotion_cnn.config import EMOTIONS
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
+AUDIO_SUFFIXES = (".wav", ".flac")
 FIELDS = ("modality", "vocal_channel", "emotion", "intensity", "statement", "repetition", "actor")
 VALID_CODES: dict[str, range] = {
     "modality": range(1, 4),  # 01 full AV, 02 video only, 03 audio only
@@ -106,7 +106,7 @@ class Skipped:
     detail: str
 
     def message(self, root: Path) -> str:
-        return f"skipped {_relative(self.path, root)}: {self.reason} ({self.detail})"
+        return f"skipped {relative_path(self.path, root)}: {self.reason} ({self.detail})"
 
 
 @dataclass
@@ -127,7 +127,7 @@ class Scan:
     not_speech: int = 0  # valid RAVDESS names that are song or video: left out on purpose
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
     except ValueError:

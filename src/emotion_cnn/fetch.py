@@ -8,7 +8,6 @@ before being moved in, so the dataset folder never holds half-written files.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -25,13 +24,17 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from emotion_cnn.data import AUDIO_SUFFIXES
+from emotion_cnn.io import atomic_open, atomic_write_text
+
 ZENODO_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip"
 ZIP_NAME = "Audio_Speech_Actors_01-24.zip"
 ZIP_SIZE = 208_468_073
 ZIP_MD5 = "bc696df654c87fed845eb13823edef8a"
 
-AUDIO_SUFFIXES = (".wav", ".flac")
 TIMEOUT_S = 60.0
+RAVDESS_SPEECH_FILES = 1440  # a folder with this many is a complete copy, however it got there
+COMPLETE_MARKER = ".fetch-complete"
 
 
 class FetchError(Exception):
@@ -320,16 +323,9 @@ def import_local(source: Path, target_dir: Path) -> list[Path]:
     copied = []
     for path in files:
         out = target_dir / path.relative_to(source)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copy2(path, tmp)
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with open(path, "rb") as src, atomic_open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        shutil.copystat(path, out)
         copied.append(out)
     return copied
 
@@ -386,9 +382,14 @@ def fetch(
     """
     target_dir = Path(target_dir)
     existing = _audio_files(target_dir)
+    marker = target_dir / COMPLETE_MARKER
     if existing and not force:
-        print(f"{target_dir} already holds {len(existing)} audio files; skipping fetch")
-        return target_dir
+        if marker.exists() or len(existing) >= RAVDESS_SPEECH_FILES:
+            print(f"{target_dir} already holds {len(existing)} audio files; skipping fetch")
+            return target_dir
+        # files moved in one by one: without the marker, an earlier run may have stopped midway
+        print(f"{target_dir} holds {len(existing)} audio files but no record of a finished fetch; "
+              "fetching again")
 
     if source is not None:
         import_local(Path(source), target_dir)
@@ -400,5 +401,7 @@ def fetch(
         )
         safe_extract(archive, target_dir)
 
-    print(f"{target_dir} now holds {len(_audio_files(target_dir))} audio files")
+    count = len(_audio_files(target_dir))
+    atomic_write_text(marker, f"{source or url}\n{count} audio files\n")
+    print(f"{target_dir} now holds {count} audio files")
     return target_dir

@@ -66,6 +66,10 @@ def _load(path_str: str, mtime_ns: int) -> Classifier:
     info = read_model_info(path)
     feature_cfg = FeatureConfig(**info["features"]) if "features" in info else FeatureConfig()
     labels = info.get("labels") or list(EMOTIONS)
+    expected = (feature_cfg.n_mels, feature_cfg.n_frames)
+    if tuple(model.input_shape[1:]) != expected:
+        raise ValueError(f"{path}: the model takes {tuple(model.input_shape[1:])} features but "
+                         f"{path.with_suffix('.json').name} describes {expected}")
     return Classifier(model, labels, feature_cfg, info, path)
 
 

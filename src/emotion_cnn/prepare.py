@@ -21,6 +21,7 @@ import threadpoolctl
 from tqdm.auto import tqdm
 
 from emotion_cnn import data, features, splits
+from emotion_cnn.data import relative_path as _rel
 from emotion_cnn.config import EMOTIONS, Config, FeatureConfig, paths, resolve_data_dir, save_config
 from emotion_cnn.io import atomic_save_csv, atomic_save_npy, atomic_write_json, atomic_write_text
 
@@ -178,6 +179,7 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
         atomic_write_json(index_path, index)
         atomic_write_text(png_key_file, cfg.features.key())
 
+    shas = dict(sorted(shas.items()))  # workers finish in any order; outputs must not
     if not cfg.keep_duplicates:
         for copy, kept in data.find_duplicates(shas).items():
             skipped.append(data.Skipped(copy, data.DUPLICATE, f"same samples as {_rel(kept, root)}"))
@@ -195,28 +197,26 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
     if meta.empty:
         raise RuntimeError(f"no usable RAVDESS speech clips in {root}")
     meta["split"] = splits.assign_splits(meta, split_cfg, seed=cfg.seed).to_numpy()
+    empty = [s for s in splits.SPLITS if not (meta["split"] == s).any()]
+    if empty:
+        raise ValueError(f"the {', '.join(empty)} split would be empty: none of its actors are in {root}"
+                         + (f" after limit_actors={cfg.limit_actors}" if cfg.limit_actors else ""))
 
     summary = data.summarize(skipped, kept=len(meta), not_speech=scan.not_speech)
     summary.update(data_dir=str(root), split_dir=str(out_dir), protocol=split_cfg.protocol,
                    clips_per_split={s: int((meta["split"] == s).sum()) for s in splits.SPLITS})
     _write_split(out_dir, meta, cfg, feature_dir, force=force)
     skipped_frame = pd.DataFrame(
-        [{"path": _rel(s.path, root), "reason": s.reason, "detail": s.detail} for s in skipped],
+        [{"path": _rel(s.path, root), "reason": s.reason, "detail": s.detail}
+         for s in sorted(skipped, key=lambda s: str(s.path))],
         columns=["path", "reason", "detail"])
     atomic_save_csv(where.spectrograms / "metadata.csv", meta)
     atomic_save_csv(out_dir / "skipped.csv", skipped_frame)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     atomic_write_json(out_dir / "summary.json", summary)
-    atomic_write_text(where.splits / "LATEST", str(out_dir) + "\n")
+    atomic_write_text(where.splits / "LATEST", str(out_dir.resolve()) + "\n")
     _report(skipped, summary, root, cfg)
     return PrepareResult(out_dir, meta, skipped, summary)
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _metadata(paths: list[Path], by_path: dict, shas: dict, infos: dict, root: Path) -> pd.DataFrame:

@@ -98,6 +98,9 @@ def limit_actors(actors: list[int], cfg: SplitConfig, n: int) -> list[int]:
         return actors
     if cfg.protocol == "random":
         return actors[:n]
+    if n < 3:
+        raise ValueError(f"limit_actors={n}: an actor protocol needs at least 3 actors "
+                         "(one each for train, validation and test)")
     roles = actor_roles(cfg)
     held_out = set(roles["test"]) | set(roles["val"])
     queues = [

@@ -20,7 +20,7 @@ import pandas as pd
 
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
-from emotion_cnn.io import atomic_write_json
+from emotion_cnn.io import atomic_save_csv, atomic_write_json
 from emotion_cnn.model import adapt_normalization, build_model
 
 
@@ -50,6 +50,23 @@ def load_split(directory: str | Path) -> Split:
     labels = [labels_map[str(i)] for i in range(len(labels_map))]
     return Split(directory, labels=labels, manifest=pd.read_csv(directory / "manifest.csv"),
                  info=json.loads((directory / "split.json").read_text()), **arrays)
+
+
+def with_split_features(cfg: Config, split: Split) -> Config:
+    """``cfg`` with the feature settings the split was made with (they define the model's
+    input, and travel with it), whatever the training config said."""
+    import copy
+    import sys
+
+    from emotion_cnn.config import FeatureConfig
+
+    made_with = split.info.get("features")
+    if not made_with or FeatureConfig(**made_with) == cfg.features:
+        return cfg
+    print(f"train: using the feature settings {split.directory.name} was prepared with", file=sys.stderr)
+    cfg = copy.deepcopy(cfg)
+    cfg.features = FeatureConfig(**made_with)
+    return cfg
 
 
 def seed_everything(seed: int) -> None:
@@ -155,6 +172,9 @@ def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
 
 def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int | str = "auto"):
     """Build, adapt and fit a model on ``split``; returns ``(model, history frame)``."""
+    for name in ("train", "val"):
+        if len(getattr(split, f"y_{name}")) == 0:
+            raise ValueError(f"{split.directory}: the {name} split is empty: check the actor lists")
     seed_everything(cfg.seed)
     num_classes = len(split.labels)
     model = build_model(split.X_train.shape[1:], num_classes, cfg.model)
@@ -190,14 +210,15 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     from emotion_cnn.prepare import latest_split_dir  # needs the audio stack: import when used
 
     split = load_split(split_dir or latest_split_dir())
+    cfg = with_split_features(cfg, split)
     run_dir = new_run_dir(split, runs_dir=runs_dir)
     save_config(cfg, run_dir / "config.yaml")
     atomic_write_json(run_dir / "labels.json", {str(i): lab for i, lab in enumerate(split.labels)})
     started = time.perf_counter()
     model, history = fit(cfg, split, run_dir=run_dir, verbose=verbose)
     train_seconds = time.perf_counter() - started
-    model.save(run_dir / "model.keras")
-    history.to_csv(run_dir / "history.csv", index=False)
+    save_model_atomic(model, run_dir / "model.keras")
+    atomic_save_csv(run_dir / "history.csv", history)
     result = evaluate.evaluate_split(model, split, run_dir)
     result.metrics.update(
         train_seconds=round(train_seconds, 1), epochs_run=len(history),
@@ -213,13 +234,14 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
 
 
 def latest_benchmark() -> dict | None:
-    """Mean cross-validated scores of the newest ``reports/benchmarks/*/metrics.json``."""
-    found = sorted(paths().reports.glob("benchmarks/*/metrics.json"))
-    if not found:
+    """Mean scores of the newest full (6-fold) ``reports/benchmarks/*/metrics.json``."""
+    full = [p for p in sorted(paths().reports.glob("benchmarks/*/metrics.json"))
+            if len(json.loads(p.read_text()).get("folds", [])) == 6]
+    if not full:
         return None
-    bench = json.loads(found[-1].read_text())
-    return {"protocol": bench.get("protocol"), "folds": len(bench.get("folds", [])),
-            "mean": bench.get("mean"), "std": bench.get("std"), "report": str(found[-1].parent)}
+    bench = json.loads(full[-1].read_text())
+    return {"protocol": bench.get("protocol"), "folds": 6, "mean": bench.get("mean"),
+            "std": bench.get("std"), "report": str(full[-1].parent)}
 
 
 def model_info(cfg: Config, split: Split, run_dir: Path, metrics: dict) -> dict:
@@ -243,11 +265,20 @@ def export_model(model: keras.Model, cfg: Config, split: Split, run_dir: Path, m
                  *, path: Path | None = None) -> Path:
     """Save ``emotion_cnn_model.keras`` and its ``.json`` sidecar atomically."""
     path = Path(path or paths().model)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
     info = model_info(cfg, split, run_dir, metrics)
     info["cv_metrics"] = latest_benchmark()
+    save_model_atomic(model, path)
     atomic_write_json(path.with_suffix(".json"), info)
-    os.replace(tmp, path)
     return path
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """``model.save`` to a unique temporary ``.keras`` beside ``path``, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 

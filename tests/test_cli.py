@@ -1,0 +1,70 @@
+import json
+from pathlib import Path
+
+import pytest
+from conftest import small_config
+
+from emotion_cnn.cli import main
+
+
+def _write_config(tmp_path, data_dir) -> str:
+    import yaml
+
+    cfg = small_config(data_dir).to_dict()
+    path = tmp_path / "quick.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_prepare_train_evaluate_from_the_command_line(synthetic_dataset, project_root, tmp_path, capsys):
+    config = _write_config(tmp_path, synthetic_dataset)
+    assert main(["prepare", "--config", config, "--test-actors", "3", "--val-actors", "4", "--quiet"]) == 0
+    split_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert split_dir.name == "actors-test3"  # actor lists imply the actors protocol
+    info = json.loads((split_dir / "split.json").read_text())
+    assert info["actors"]["test"] == [3] and info["actors"]["val"] == [4]
+
+    assert main(["train", "--config", config, "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "test WA" in out and (project_root / "emotion_cnn_model.keras").is_file()
+    run_dir = Path(out.split("run ", 1)[1].split()[0])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and metrics["split"] == str(split_dir)
+
+    assert main(["evaluate", str(run_dir)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["wa"] == pytest.approx(metrics["wa"])
+
+
+def test_sidecar_takes_the_features_the_split_was_made_with(synthetic_dataset, project_root, tmp_path):
+    config = _write_config(tmp_path, synthetic_dataset)
+    assert main(["prepare", "--config", config, "--set", "features.n_mels=24", "--quiet"]) == 0
+    assert main(["train", "--config", config, "--epochs", "1", "--quiet"]) == 0  # config says 32
+    info = json.loads((project_root / "emotion_cnn_model.json").read_text())
+    assert info["features"]["n_mels"] == 24 and info["input_shape"][0] == 24
+
+    from emotion_cnn.predict import load_classifier
+
+    assert load_classifier().features.n_mels == 24
+
+
+def test_bad_arguments_get_a_message_not_a_traceback(synthetic_dataset, tmp_path, capsys):
+    config = _write_config(tmp_path, synthetic_dataset)
+    assert main(["prepare", "--config", config, "--set", "features.n_mels"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["prepare", "--config", config, "--set", "train.epochs=ten"]) == 2
+    assert "expected int" in capsys.readouterr().err
+    assert main(["prepare", "--config", config, "--protocol", "emobox", "--limit-actors", "2"]) == 2
+    assert "at least 3 actors" in capsys.readouterr().err
+    assert main(["prepare", "--config", config, "--test-actors", "30", "--val-actors", "4"]) == 2
+    assert "test split would be empty" in capsys.readouterr().err
+    assert main(["train", "--split", str(tmp_path / "nowhere")]) == 2
+    assert "emotion-cnn prepare" in capsys.readouterr().err
+
+
+def test_fetch_from_a_local_folder_into_ravdess_dir(synthetic_dataset, tmp_path, monkeypatch, capsys):
+    target = tmp_path / "copy"
+    monkeypatch.setenv("RAVDESS_DIR", str(target))
+    assert main(["fetch", "--from", str(synthetic_dataset)]) == 0
+    assert len(list(target.rglob("*.wav"))) == 96
+    assert "now holds 96 audio files" in capsys.readouterr().out

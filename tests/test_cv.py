@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import make_dataset, small_config
+
+from emotion_cnn.cv import cross_validate, fold_split, load_features, results_markdown
+from emotion_cnn.splits import EMOBOX_TEST_ACTORS, EMOBOX_VAL_ACTORS
+
+
+@pytest.fixture
+def all_actors_dataset(tmp_path, rng):
+    """24 actors x 8 emotions x 1 take: every EmoBox fold is populated."""
+    return make_dataset(tmp_path / "ravdess", rng, actors=range(1, 25), repetitions=(1,), seconds=1.0)
+
+
+def test_fold_splits_follow_the_published_table(all_actors_dataset):
+    cfg = small_config(all_actors_dataset, split={"protocol": "emobox", "fold": 1})
+    X, meta = load_features(cfg)
+    assert len(X) == len(meta) == 24 * 8
+    for fold in range(1, 7):
+        cfg.split.fold = fold
+        split = fold_split(X, meta, cfg, name=f"fold{fold}")
+        assert split.info["actors"]["test"] == sorted(EMOBOX_TEST_ACTORS[fold])
+        assert split.info["actors"]["val"] == sorted(EMOBOX_VAL_ACTORS[fold])
+        assert len(split.y_test) == 4 * 8 and len(split.y_train) == 16 * 8
+        # rows really are those actors' clips: compare with the metadata order
+        test_rows = meta.index[meta["actor"].isin(EMOBOX_TEST_ACTORS[fold])]
+        np.testing.assert_array_equal(split.X_test, X[test_rows])
+
+
+def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
+    cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1})
+    result = cross_validate(cfg, folds=[2, 5])
+    assert [r["fold"] for r in result["folds"]] == [2, 5]
+    assert 0 <= result["mean"]["ua"] <= 100
+    reports = list((project_root / "reports" / "benchmarks").iterdir())
+    assert len(reports) == 1 and reports[0].name.endswith("-folds2_5")  # a partial run never poses as the full one
+    saved = json.loads((reports[0] / "metrics.json").read_text())
+    assert np.array(saved["pooled_confusion"]).sum() == 2 * 4 * 8
+    assert (reports[0] / "confusion_pooled.png").is_file()
+    assert "| 2 | 4, 10, 12, 14 |" in (reports[0] / "results.md").read_text()
+
+
+def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_root):
+    cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1})
+    result = cross_validate(cfg, folds=[3], evaluate_on="val")
+    assert result["folds"][0]["actors"] == sorted(EMOBOX_VAL_ACTORS[3])
+    assert not (project_root / "reports").exists()
+
+
+def test_results_markdown_lists_published_baselines():
+    result = {"date": "2026-01-01", "commit": "abc", "hardware": "cpu", "wall_seconds": 60,
+              "folds": [{"fold": 1, "actors": [1, 11, 20, 21], "ua": 50.0, "wa": 51.0,
+                         "macro_f1": 49.0, "epochs": 3, "seconds": 20}],
+              "mean": {"ua": 50.0, "wa": 51.0, "macro_f1": 49.0},
+              "std": {"ua": 0.0, "wa": 0.0, "macro_f1": 0.0}}
+    text = results_markdown(result)
+    assert "whisper-large-v3: 75.3" in text and "1 folds" in text
