@@ -241,7 +241,15 @@ def latest_benchmark() -> dict | None:
         return None
     bench = json.loads(full[-1].read_text())
     return {"protocol": bench.get("protocol"), "folds": 6, "mean": bench.get("mean"),
-            "std": bench.get("std"), "report": str(full[-1].parent)}
+            "std": bench.get("std"), "report": _from_root(full[-1].parent)}
+
+
+def _from_root(path: Path) -> str:
+    """``path`` relative to the project root when inside it: the sidecar travels with the model."""
+    try:
+        return str(Path(path).resolve().relative_to(paths().root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def model_info(cfg: Config, split: Split, run_dir: Path, metrics: dict) -> dict:
@@ -255,7 +263,7 @@ def model_info(cfg: Config, split: Split, run_dir: Path, metrics: dict) -> dict:
         "test_actors": split.info["actors"]["test"],
         "test_metrics": {k: metrics[k] for k in ("wa", "ua", "macro_f1")},
         "cv_metrics": None,
-        "run_dir": str(run_dir),
+        "run_dir": _from_root(run_dir),
         "seed": cfg.seed,
         "keras_version": keras.__version__,
     }
