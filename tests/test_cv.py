@@ -40,6 +40,7 @@ def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
     assert np.array(saved["pooled_confusion"]).sum() == 2 * 4 * 8
     assert (reports[0] / "confusion_pooled.png").is_file()
     assert "| 2 | 4, 10, 12, 14 |" in (reports[0] / "results.md").read_text()
+    assert not (project_root / "splits" / "LATEST").exists()  # `train` keeps using the user's split
 
 
 def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_root):

@@ -31,7 +31,7 @@ def load_features(cfg: Config) -> tuple[np.ndarray, pd.DataFrame]:
     from emotion_cnn.prepare import prepare
     from emotion_cnn.train import load_split
 
-    result = prepare(cfg, progress=True)
+    result = prepare(cfg, progress=True, set_latest=False)
     split = load_split(result.split_dir)
     manifest = split.manifest.sort_values(["split", "index_in_split"])
     parts = {"train": split.X_train, "val": split.X_val, "test": split.X_test}

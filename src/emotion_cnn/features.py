@@ -81,10 +81,12 @@ def trim_silence(y: np.ndarray, *, top_db: float, frame_length: int = 1024,
     """
     if not np.any(y):
         raise SilentAudioError("every sample is zero")
-    padded = np.pad(y, frame_length // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
+    padded = np.pad(y.astype(np.float64), frame_length // 2)
+    # frame energies from a running sum: O(n) memory, even for an hour of audio
+    energy = np.concatenate([[0.0], np.cumsum(padded ** 2)])
+    starts = np.arange(0, len(padded) - frame_length + 1, hop_length)
     # librosa floors frame RMS at 1e-5 (amplitude_to_db's amin), i.e. power at 1e-10
-    power = np.maximum(np.mean(frames.astype(np.float64) ** 2, axis=1), 1e-10)
+    power = np.maximum((energy[starts + frame_length] - energy[starts]) / frame_length, 1e-10)
     loud = np.flatnonzero(power > power.max() * 10.0 ** (-top_db / 10.0))
     start = loud[0] * hop_length
     end = min(len(y), (loud[-1] + 1) * hop_length)

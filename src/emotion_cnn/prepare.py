@@ -110,7 +110,7 @@ def _load_index(path: Path) -> dict:
 
 
 def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
-            out_dir: Path | None = None) -> PrepareResult:
+            out_dir: Path | None = None, set_latest: bool = True) -> PrepareResult:
     """Run the prepare stage with settings ``cfg``; see the module docstring.
 
     Parameters
@@ -123,6 +123,8 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
         Show a progress bar.
     out_dir : Path, optional
         Split folder; default ``splits/<protocol name>``.
+    set_latest : bool
+        Make this the split that ``train`` uses by default (``splits/LATEST``).
 
     Returns
     -------
@@ -214,7 +216,8 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
     atomic_save_csv(out_dir / "skipped.csv", skipped_frame)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     atomic_write_json(out_dir / "summary.json", summary)
-    atomic_write_text(where.splits / "LATEST", str(out_dir.resolve()) + "\n")
+    if set_latest:
+        atomic_write_text(where.splits / "LATEST", str(out_dir.resolve()) + "\n")
     _report(skipped, summary, root, cfg)
     return PrepareResult(out_dir, meta, skipped, summary)
 
