@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from emotion_cnn.cli import parse_set
 from emotion_cnn.config import load_config
 from emotion_cnn.cv import load_features
 
@@ -21,8 +21,7 @@ def main() -> int:
     parser.add_argument("out")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    cfg = load_config(None, **{k.replace(".", "__"): yaml.safe_load(v)
-                               for k, _, v in (s.partition("=") for s in args.set)})
+    cfg = load_config(None, **parse_set(args.set))
     X, meta = load_features(cfg)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

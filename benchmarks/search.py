@@ -33,25 +33,15 @@ def load_exported(path: str):
 def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
     """Train and test on the exact split ``prepare`` wrote (its manifest.csv), features
     looked up by sample hash: used for the leak table (random splits, doubled data)."""
-    from emotion_cnn.cv import hardware
-    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
-    from emotion_cnn.config import EMOTIONS
-    from emotion_cnn.train import Split, fit
+    from emotion_cnn.cv import hardware, split_from_assignment, train_and_score
 
-    manifest = pd.read_csv(manifest_path)
+    manifest = pd.read_csv(manifest_path).sort_values(["split", "index_in_split"], kind="stable")
     row_of = {sha: i for i, sha in enumerate(meta["pcm_sha256"])}
-    label_index = {label: i for i, label in enumerate(EMOTIONS)}
-    arrays = {}
-    for s in ("train", "val", "test"):
-        part = manifest[manifest["split"] == s].sort_values("index_in_split")
-        arrays[f"X_{s}"] = X[[row_of[h] for h in part["pcm_sha256"]]]
-        arrays[f"y_{s}"] = part["emotion"].map(label_index).to_numpy(np.int64)
-    split = Split(Path(manifest_path), labels=list(EMOTIONS), manifest=manifest,
-                  info={"protocol": "random", "leaky": True}, **arrays)
-    model, history = fit(cfg, split, verbose=0)
-    part = manifest[manifest["split"] == "test"].sort_values("index_in_split")
-    m = evaluate_predictions(predict_probabilities(model, split.X_test), split.y_test,
-                             split.labels, part).metrics
+    split = split_from_assignment(X[[row_of[h] for h in manifest["pcm_sha256"]]],
+                                  manifest.drop(columns=["split", "index_in_split"]).reset_index(drop=True),
+                                  manifest["split"].to_numpy(), name=manifest_path, protocol="random")
+    evaluation, history = train_and_score(cfg, split, on="test")
+    m = evaluation.metrics
     row = {"fold": 0, "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],
            "epochs": len(history), "n_test": m["n"], "n_train": len(split.y_train)}
     return {"mean": {k: row[k] for k in ("ua", "wa", "macro_f1")},

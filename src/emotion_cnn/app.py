@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from emotion_cnn import features
-from emotion_cnn.predict import Classifier, Prediction, load_classifier, predict_signal, prepare_signal
+from emotion_cnn.predict import (
+    AUDIO_TYPES,
+    Classifier,
+    Prediction,
+    load_classifier,
+    predict_signal,
+    prepare_signal,
+)
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_SECONDS = 60.0
-UPLOAD_TYPES = ["wav", "flac", "mp3", "ogg"]
 CAVEAT = ("Trained on RAVDESS: 24 professional actors speaking two fixed English sentences "
           "with acted emotions, in North-American English. Results on other voices, languages, "
           "recording conditions or spontaneous speech are less certain.")
@@ -63,7 +69,7 @@ def analyse(data: bytes, name: str, classifier: Classifier) -> Analysis:
     cfg = classifier.features
     y = prepare_signal(samples, sr, name=name, cfg=cfg)
     prediction = predict_signal(y, classifier, name=name, duration=seconds)
-    return Analysis(name, y, cfg.sr, features.windows(y, cfg)[0], prediction)
+    return Analysis(name, y, cfg.sr, prediction.window_features[0], prediction)
 
 
 def model_summary(classifier: Classifier) -> list[str]:
@@ -120,12 +126,10 @@ def render(analysis: Analysis, classifier: Classifier) -> None:
         st.pyplot(fig)
         plt.close(fig)  # streamlit reruns the script on every interaction
     if pred.windows > 1:
-        trimmed = features.trim_silence(analysis.signal, top_db=f.trim_top_db)
-        starts = features.window_starts(len(trimmed), size=f.n_samples)
         st.markdown(f"**Timeline:** {pred.windows} windows of {f.duration:g} s, half overlapping, "
                     "times from the first sound")
         st.dataframe(pd.DataFrame({
-            "window start (s)": [round(s / f.sr, 2) for s in starts],
+            "window start (s)": pred.window_starts.round(2),
             "top emotion": pred.window_labels,
             "probability": pred.window_probabilities.max(axis=1).round(3),
         }), hide_index=True)
@@ -162,7 +166,7 @@ def main() -> None:
         st.warning(CAVEAT)
 
     uploaded = st.file_uploader("Upload a recording (wav, flac, mp3, ogg; up to 60 s, 20 MB)",
-                                type=UPLOAD_TYPES)
+                                type=list(AUDIO_TYPES))
     recorded = st.audio_input("…or record yourself")
     clip = uploaded or recorded
     if clip is None:

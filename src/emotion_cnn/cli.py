@@ -41,14 +41,21 @@ def _config(args: argparse.Namespace):
         "train__batch_size": getattr(args, "batch_size", None),
         "train__learning_rate": getattr(args, "lr", None),
     }
+    overrides.update(parse_set(getattr(args, "set", None) or []))
+    return load_config(args.config, **overrides)
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["features.n_mels=128"]`` -> ``{"features__n_mels": 128}`` (values parsed as YAML)."""
     import yaml
 
-    for item in getattr(args, "set", None) or []:
+    overrides = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set features.n_mels=128")
         overrides[key.replace(".", "__")] = yaml.safe_load(value)
-    return load_config(args.config, **overrides)
+    return overrides
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

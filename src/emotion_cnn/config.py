@@ -84,6 +84,7 @@ EMOTIONS: tuple[str, ...] = (
     "disgust",
     "surprised",
 )
+LABEL_INDEX: dict[str, int] = {label: i for i, label in enumerate(EMOTIONS)}
 
 
 @dataclass

@@ -46,12 +46,18 @@ def load_features(cfg: Config) -> tuple[np.ndarray, pd.DataFrame]:
 
 def fold_split(X: np.ndarray, meta: pd.DataFrame, cfg: Config, *, name: str):
     """The in-memory :class:`~emotion_cnn.train.Split` of one protocol setting."""
-    from emotion_cnn.config import EMOTIONS
+    assignment = splits.assign_splits(meta, cfg.split, seed=cfg.seed).to_numpy()
+    return split_from_assignment(X, meta, assignment, name=name, protocol=cfg.split.protocol)
+
+
+def split_from_assignment(X: np.ndarray, meta: pd.DataFrame, assignment: np.ndarray, *,
+                          name: str, protocol: str):
+    """A :class:`~emotion_cnn.train.Split` from features ``X`` (one row per ``meta`` row) and
+    each row's split name, in ``meta`` order within each split."""
+    from emotion_cnn.config import EMOTIONS, LABEL_INDEX
     from emotion_cnn.train import Split
 
-    assignment = splits.assign_splits(meta, cfg.split, seed=cfg.seed).to_numpy()
-    label_index = {label: i for i, label in enumerate(EMOTIONS)}
-    y = meta["emotion"].map(label_index).to_numpy(np.int64)
+    y = meta["emotion"].map(LABEL_INDEX).to_numpy(np.int64)
     manifest = meta.copy()
     manifest["split"] = assignment
     manifest["index_in_split"] = manifest.groupby("split").cumcount()
@@ -59,10 +65,26 @@ def fold_split(X: np.ndarray, meta: pd.DataFrame, cfg: Config, *, name: str):
     for s in splits.SPLITS:
         mask = assignment == s
         arrays[f"X_{s}"], arrays[f"y_{s}"] = X[mask], y[mask]
-    info = {"protocol": cfg.split.protocol, "leaky": cfg.split.protocol == "random",
+    info = {"protocol": protocol, "leaky": protocol == "random",
             "actors": {s: sorted(int(a) for a in meta.loc[assignment == s, "actor"].unique())
                        for s in splits.SPLITS}}
     return Split(Path(name), labels=list(EMOTIONS), manifest=manifest, info=info, **arrays)
+
+
+def train_and_score(cfg: Config, split, *, on: str = "test", verbose: int = 0):
+    """Fit a fresh model on ``split`` and score it on its ``on`` part (``test`` or ``val``).
+
+    Returns
+    -------
+    (Evaluation, history frame)
+    """
+    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
+    from emotion_cnn.train import fit
+
+    model, history = fit(cfg, split, verbose=verbose)
+    X_eval, y_eval = getattr(split, f"X_{on}"), getattr(split, f"y_{on}")
+    part = split.manifest[split.manifest["split"] == on].sort_values("index_in_split")
+    return evaluate_predictions(predict_probabilities(model, X_eval), y_eval, split.labels, part), history
 
 
 def _commit() -> str:
@@ -106,9 +128,6 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     folds = folds or sorted(splits.EMOBOX_TEST_ACTORS)
     # features first: prepare forks workers, which must not inherit a loaded Keras backend
     X, meta = data if data is not None else load_features(cfg)
-    from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
-    from emotion_cnn.train import fit
-
     started = time.perf_counter()
     rows, pooled = [], []
     for fold in folds:
@@ -116,10 +135,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
         fold_cfg.split.protocol, fold_cfg.split.fold = "emobox", fold
         split = fold_split(X, meta, fold_cfg, name=f"emobox-fold{fold}")
         t0 = time.perf_counter()
-        model, history = fit(fold_cfg, split, verbose=verbose)
-        X_eval, y_eval = (split.X_test, split.y_test) if evaluate_on == "test" else (split.X_val, split.y_val)
-        part = split.manifest[split.manifest["split"] == evaluate_on].sort_values("index_in_split")
-        evaluation = evaluate_predictions(predict_probabilities(model, X_eval), y_eval, split.labels, part)
+        evaluation, history = train_and_score(fold_cfg, split, on=evaluate_on, verbose=verbose)
         seconds = time.perf_counter() - t0
         m = evaluation.metrics
         rows.append({"fold": fold, "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],

@@ -167,12 +167,25 @@ def windows(y: np.ndarray, cfg: FeatureConfig, *, overlap: float = 0.5) -> np.nd
     -------
     np.ndarray, shape (n_windows, n_mels, n_frames), float32
     """
+    return windows_with_starts(y, cfg, overlap=overlap)[0]
+
+
+def windows_with_starts(y: np.ndarray, cfg: FeatureConfig, *,
+                        overlap: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`windows`, and each window's start in seconds from the first sound.
+
+    Returns
+    -------
+    X : np.ndarray, shape (n_windows, n_mels, n_frames), float32
+    starts : np.ndarray, shape (n_windows,), seconds after the trimmed clip's start
+    """
     trimmed = trim_silence(y, top_db=cfg.trim_top_db)
     size = cfg.n_samples
     if len(trimmed) <= size:
-        return log_mel_from_config(fix_length(trimmed, n_samples=size), cfg)[None]
-    return np.stack([log_mel_from_config(trimmed[s:s + size], cfg)
-                     for s in window_starts(len(trimmed), size=size, overlap=overlap)])
+        return log_mel_from_config(fix_length(trimmed, n_samples=size), cfg)[None], np.zeros(1)
+    starts = window_starts(len(trimmed), size=size, overlap=overlap)
+    X = np.stack([log_mel_from_config(trimmed[s:s + size], cfg) for s in starts])
+    return X, np.asarray(starts) / cfg.sr
 
 
 def window_starts(length: int, *, size: int, overlap: float = 0.5) -> list[int]:

@@ -17,6 +17,7 @@ import numpy as np
 from emotion_cnn import features
 from emotion_cnn.config import EMOTIONS, FeatureConfig, paths
 
+AUDIO_TYPES = ("wav", "flac", "mp3", "ogg")  # what libsndfile reads and the app accepts
 MIN_SECONDS = 0.5
 SILENCE_PEAK = 1e-3  # peak amplitude (full scale 1.0) below which a clip counts as silent
 
@@ -41,6 +42,8 @@ class Prediction:
     window_labels: list[str]  # top emotion of each window, in time order
     window_probabilities: np.ndarray  # (windows, n_classes)
     duration: float  # seconds, as recorded
+    window_starts: np.ndarray  # (windows,) seconds after the first sound
+    window_features: np.ndarray  # (windows, n_mels, n_frames): what the model saw
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
@@ -102,7 +105,7 @@ def predict_signal(y: np.ndarray, classifier: Classifier, *, name: str = "<signa
                    duration: float | None = None) -> Prediction:
     """Predict from a mono float signal ``(n,)`` already at ``classifier.features.sr``."""
     cfg = classifier.features
-    X = features.windows(y, cfg)
+    X, starts = features.windows_with_starts(y, cfg)
     probs = np.asarray(classifier.model.predict(X, verbose=0), dtype=np.float64)
     mean = probs.mean(axis=0)
     return Prediction(
@@ -113,6 +116,8 @@ def predict_signal(y: np.ndarray, classifier: Classifier, *, name: str = "<signa
         window_labels=[classifier.labels[i] for i in probs.argmax(axis=1)],
         window_probabilities=probs,
         duration=duration if duration is not None else len(y) / cfg.sr,
+        window_starts=starts,
+        window_features=X,
     )
 
 
@@ -145,7 +150,7 @@ def audio_files(inputs: list[str | Path]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             found += sorted(p for p in item.rglob("*")
-                            if p.is_file() and p.suffix.lower() in {".wav", ".flac", ".mp3", ".ogg"})
+                            if p.is_file() and p.suffix.lower().lstrip(".") in AUDIO_TYPES)
         else:
             found.append(item)
     return found

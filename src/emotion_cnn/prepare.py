@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from emotion_cnn import data, features, splits
 from emotion_cnn.data import relative_path as _rel
-from emotion_cnn.config import EMOTIONS, Config, FeatureConfig, paths, resolve_data_dir, save_config
+from emotion_cnn.config import EMOTIONS, LABEL_INDEX, Config, FeatureConfig, paths, resolve_data_dir, save_config
 from emotion_cnn.io import atomic_save_csv, atomic_save_npy, atomic_write_json, atomic_write_text
 
 @dataclass
@@ -52,22 +52,18 @@ def _process(task: _Task) -> dict:
     """Hash, featurise and draw one clip, reusing the cache where it can (runs in a worker)."""
     result: dict = {"path": task.path}
     try:
-        if task.known_sha and not task.force and _feature_file(task.feature_dir, task.known_sha).exists():
-            if task.render_png:
-                cached = np.load(_feature_file(task.feature_dir, task.known_sha))
-                features.save_png(cached, task.png_path, top_db=task.features.top_db)
-            result["sha"] = task.known_sha
-            return result
-        y, digest, info = features.load_mono(task.path, sr=task.features.sr)
-        result.update(sha=digest, info=info)
+        digest, y = task.known_sha, None  # known_sha is None under force
+        if not (digest and _feature_file(task.feature_dir, digest).exists()):
+            y, digest, result["info"] = features.load_mono(task.path, sr=task.features.sr)
+        result["sha"] = digest
         target = _feature_file(task.feature_dir, digest)
-        if target.exists() and not task.force:
-            if not task.render_png:
-                return result
-            logmel = np.load(target)
-        else:
+        if y is not None and (task.force or not target.exists()):
             logmel = features.clip_features(y, task.features)
             atomic_save_npy(target, logmel)
+        elif task.render_png:
+            logmel = np.load(target)
+        else:
+            return result
         features.save_png(logmel, task.png_path, top_db=task.features.top_db)
     except features.SilentAudioError as err:
         result.update(reason=data.SILENT, detail=str(err))
@@ -254,7 +250,6 @@ def _write_split(out_dir: Path, meta: pd.DataFrame, cfg: Config, feature_dir: Pa
             return
     # the key goes first, so an interrupted rewrite can never look complete
     key_file.unlink(missing_ok=True)
-    label_index = {label: i for i, label in enumerate(EMOTIONS)}
     manifest = meta.copy()
     manifest["index_in_split"] = manifest.groupby("split").cumcount()
     for split in splits.SPLITS:
@@ -262,7 +257,7 @@ def _write_split(out_dir: Path, meta: pd.DataFrame, cfg: Config, feature_dir: Pa
         X = np.stack([np.load(_feature_file(feature_dir, sha)) for sha in part["pcm_sha256"]]) \
             if len(part) else np.zeros((0, cfg.features.n_mels, cfg.features.n_frames), np.float32)
         atomic_save_npy(out_dir / f"X_{split}.npy", X.astype(np.float32))
-        atomic_save_npy(out_dir / f"y_{split}.npy", part["emotion"].map(label_index).to_numpy(np.int64))
+        atomic_save_npy(out_dir / f"y_{split}.npy", part["emotion"].map(LABEL_INDEX).to_numpy(np.int64))
     atomic_write_json(out_dir / "labels.json", {str(i): label for i, label in enumerate(EMOTIONS)})
     atomic_save_csv(out_dir / "manifest.csv", manifest)
     save_config(cfg, out_dir / "config.yaml")

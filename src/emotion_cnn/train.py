@@ -157,6 +157,7 @@ class TrainResult:
     history: pd.DataFrame
     metrics: dict
     predictions: pd.DataFrame
+    evaluation: evaluate.Evaluation  # confusion matrix and report of the test split
 
 
 def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
@@ -230,7 +231,7 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     atomic_write_json(run_dir / "metrics.json", result.metrics)
     if export:
         export_model(model, cfg, split, run_dir, result.metrics)
-    return TrainResult(run_dir, model, history, result.metrics, result.predictions)
+    return TrainResult(run_dir, model, history, result.metrics, result.predictions, result)
 
 
 def latest_benchmark() -> dict | None:
