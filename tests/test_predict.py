@@ -73,3 +73,13 @@ def test_cli_json_and_exit_codes(tiny_model, clips, capsys, tmp_path):
     table = pd.read_csv(csv)
     assert len(table) == 4 and set(table["label"]) == {"angry"}
 
+
+
+def test_a_folder_gets_a_csv_by_default(tiny_model, clips, tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    main(["predict", str(clips), "--model", str(tiny_model[0])])
+    assert "wrote emotion_predictions.csv" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "emotion_predictions.csv")
+    assert len(table) == 4 and set(table["label"]) == {"angry"}

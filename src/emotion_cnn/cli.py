@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+DEFAULT_PREDICTIONS_CSV = "emotion_predictions.csv"  # written for folder inputs without --csv
 
 
 def _config(args: argparse.Namespace):
@@ -127,14 +128,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             tops = "  ".join(f"{label} {p:.0%}" for label, p in pred.top(args.top))
             print(f"{path}: {tops}" + (f"  ({pred.windows} windows)" if pred.windows > 1 else ""))
-    if args.csv and rows:
+    csv_path = args.csv or (DEFAULT_PREDICTIONS_CSV if any(Path(i).is_dir() for i in args.inputs) else None)
+    if csv_path and rows:
         from emotion_cnn.io import atomic_save_csv
 
         table = pd.DataFrame([{"path": r.path, "label": r.label, "windows": r.windows,
                                **{f"p_{k}": round(v, 6) for k, v in r.probabilities.items()}}
                               for r in rows])
-        atomic_save_csv(args.csv, table)
-        print(f"wrote {args.csv}", file=sys.stderr)
+        atomic_save_csv(csv_path, table)
+        print(f"wrote {csv_path}", file=sys.stderr)
     if failed:
         print(f"{failed} of {failed + len(rows)} files failed", file=sys.stderr)
     return 1 if failed or not rows else 0
@@ -226,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     p.add_argument("--model", help="model file (default emotion_cnn_model.keras)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--csv", help="also write a CSV table here")
+    p.add_argument("--csv", help="also write a CSV table here (default for a folder: "
+                                 f"{DEFAULT_PREDICTIONS_CSV} in the current directory)")
     p.add_argument("--top", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
