@@ -49,7 +49,7 @@ def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
 
 
 def run_one(args):
-    name, overrides, data_path, evaluate_on, folds = args
+    name, overrides, data_path, evaluate_on, folds, predictions_dir = args
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
     from emotion_cnn.config import config_from_dict
     from emotion_cnn.cv import cross_validate
@@ -62,7 +62,9 @@ def run_one(args):
     if manifest:
         result = score_manifest_split(cfg, X, meta, manifest)
     else:
-        result = cross_validate(cfg, folds=folds, evaluate_on=evaluate_on, data=(X, meta))
+        predictions = Path(predictions_dir) / f"{name}.csv" if predictions_dir else None
+        result = cross_validate(cfg, folds=folds, evaluate_on=evaluate_on, data=(X, meta),
+                                predictions_csv=predictions)
     return {"name": name, "overrides": overrides, "evaluated_on": "test" if manifest else evaluate_on,
             "mean": result["mean"], "std": result["std"], "folds": result["folds"],
             "minutes": round((time.time() - started) / 60, 1), "hardware": result["hardware"]}
@@ -77,12 +79,18 @@ def main() -> int:
     parser.add_argument("--folds", type=int, nargs="+")
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--log", default="benchmarks/results_log.jsonl")
+    parser.add_argument("--round", default="", help="tag the log rows, e.g. 3")
+    parser.add_argument("--predictions", metavar="DIR",
+                        help="save each experiment's per-clip probabilities as DIR/<name>.csv")
     args = parser.parse_args()
     experiments = yaml.safe_load(Path(args.experiments).read_text())
     names = args.only or list(experiments)
-    jobs = [(n, experiments[n] or {}, args.data, "test" if args.test else "val", args.folds) for n in names]
+    jobs = [(n, experiments[n] or {}, args.data, "test" if args.test else "val", args.folds, args.predictions)
+            for n in names]
     with multiprocessing.get_context("spawn").Pool(min(args.procs, len(jobs))) as pool:
         for record in pool.imap_unordered(run_one, jobs):
+            if args.round:
+                record["round"] = args.round
             line = json.dumps(record)
             print(f"RESULT {record['name']}: {record['evaluated_on']} UA {record['mean']['ua']:.1f} "
                   f"± {record['std']['ua']:.1f} ({record['minutes']} min)", flush=True)

@@ -38,7 +38,7 @@ def test_defaults():
     assert cfg.workers == 0
     f = cfg.features
     assert (f.sr, f.duration, f.trim_top_db) == (16000, 3.0, 30.0)
-    assert (f.n_fft, f.hop_length, f.win_length, f.n_mels) == (512, 160, 400, 64)
+    assert (f.n_fft, f.hop_length, f.win_length, f.n_mels) == (512, 320, 400, 64)
     assert (f.fmin, f.fmax, f.top_db) == (20.0, 8000.0, 80.0)
     assert cfg.split.protocol == "emobox" and cfg.split.fold == 1
     assert cfg.split.test_actors == [] and cfg.split.val_actors == []
@@ -46,6 +46,7 @@ def test_defaults():
     assert cfg.model.filters == [16, 32, 64, 128]
     assert cfg.train.epochs == 60 and cfg.train.batch_size == 32
     assert cfg.train.learning_rate == pytest.approx(3e-3)
+    assert cfg.train.schedule == "cosine" and cfg.train.ensemble >= 1
     assert EMOTIONS == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
                         "surprised")
 
@@ -89,7 +90,7 @@ def test_load_config_nested_override(tmp_path):
     assert cfg.train.epochs == 5
     assert cfg.split.test_actors == [1, 2] and cfg.split.val_actors == [3]
     # untouched settings keep their defaults
-    assert cfg.features.hop_length == 160
+    assert cfg.features.hop_length == 320
     assert cfg.train.batch_size == 32
     assert cfg.features.n_samples == 32000
 
@@ -173,7 +174,7 @@ def test_feature_key_is_stable_and_changes_with_each_setting():
 
 def test_n_samples_and_n_frames_arithmetic():
     assert FeatureConfig().n_samples == 48000
-    assert FeatureConfig().n_frames == 301
+    assert FeatureConfig().n_frames == 151
     cfg = FeatureConfig(sr=16000, duration=1.0, hop_length=256)
     assert cfg.n_samples == 16000
     assert cfg.n_frames == 1 + 16000 // 256 == 63

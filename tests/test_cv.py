@@ -43,11 +43,27 @@ def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
     assert not (project_root / "splits" / "LATEST").exists()  # `train` keeps using the user's split
 
 
-def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_root):
+def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_root, tmp_path):
+    import pandas as pd
+
     cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1})
-    result = cross_validate(cfg, folds=[3], evaluate_on="val")
+    result = cross_validate(cfg, folds=[3], evaluate_on="val", predictions_csv=tmp_path / "val.csv")
     assert result["folds"][0]["actors"] == sorted(EMOBOX_VAL_ACTORS[3])
     assert not (project_root / "reports").exists()
+    saved = pd.read_csv(tmp_path / "val.csv")
+    assert sorted(saved["actor"].unique()) == sorted(EMOBOX_VAL_ACTORS[3]) and set(saved["fold"]) == {3}
+    np.testing.assert_allclose(saved.filter(regex="^p_").sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_folds_in_parallel_processes_report_in_fold_order(all_actors_dataset, project_root):
+    cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1})
+    result = cross_validate(cfg, folds=[4, 1, 6], jobs=2)
+    assert [r["fold"] for r in result["folds"]] == [4, 1, 6]
+    assert [r["actors"] for r in result["folds"]] == [sorted(EMOBOX_TEST_ACTORS[f]) for f in (4, 1, 6)]
+    assert result["jobs"] == 2 and all(r["seconds"] > 0 for r in result["folds"])
+    report = project_root / "reports" / "benchmarks"
+    saved = json.loads(next(report.iterdir()).joinpath("metrics.json").read_text())
+    assert np.array(saved["pooled_confusion"]).sum() == 3 * 4 * 8
 
 
 def test_results_markdown_lists_published_baselines():

@@ -339,7 +339,7 @@ def test_clip_features_shape(rng, small_features, seconds):
 def test_clip_features_default_shape(rng):
     cfg = FeatureConfig()
     y = synth_signal(rng, emotion=6, sr=16000, seconds=1.0, silence=0.2)[:, 0]
-    assert clip_features(y, cfg).shape == (64, 301)
+    assert clip_features(y, cfg).shape == (64, 151)
 
 
 def test_clip_features_is_the_documented_chain(rng, small_features):

@@ -594,9 +594,9 @@ def test_prepare_real_data_four_actors(real_data_dir, shared_cache, monkeypatch,
     expected = dict(zip(manifest["path"], manifest["pcm_sha256"]))
     assert all(expected[p] == s for p, s in zip(meta["path"], meta["pcm_sha256"]))
     arrays = _load_split(result.split_dir)
-    assert arrays["X_train"].shape == (60, 64, 301)
-    assert arrays["X_val"].shape == (60, 64, 301)
-    assert arrays["X_test"].shape == (120, 64, 301)
+    assert arrays["X_train"].shape == (60, 64, 151)
+    assert arrays["X_val"].shape == (60, 64, 151)
+    assert arrays["X_test"].shape == (120, 64, 151)
     assert np.bincount(arrays["y_test"]).tolist() == [8, 16, 16, 16, 16, 16, 16, 16]
     assert arrays["X_test"].max() == 0.0 and arrays["X_test"].min() >= -80.0
 

@@ -7,7 +7,7 @@ from conftest import small_config
 
 from emotion_cnn.config import TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import AugmentedBatches, class_weights, fit, load_split
+from emotion_cnn.train import AugmentedBatches, class_weights, fit, load_split, warp
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -73,3 +73,57 @@ def test_train_without_split_says_what_to_do(project_root):
 
     with pytest.raises(FileNotFoundError, match="emotion-cnn prepare"):
         train(small_config(project_root))
+
+
+def test_warp_identity_stretch_and_silence_outside():
+    bands = np.tile(np.arange(10, dtype=np.float32)[:, None], (1, 4))
+    np.testing.assert_array_equal(warp(bands, 1.0, axis=0, anchor=0.0, floor=-80.0), bands)
+    up = warp(bands, 2.0, axis=0, anchor=0.0, floor=-80.0)  # band k now holds what was at k/2
+    np.testing.assert_allclose(up[:, 0], np.arange(10) / 2)
+    down = warp(bands, 0.5, axis=0, anchor=0.0, floor=-80.0)  # top bands read past the input
+    np.testing.assert_allclose(down[:, 0], [0, 2, 4, 6, 8, -80, -80, -80, -80, -80])
+    frames = np.tile(np.arange(9, dtype=np.float32)[None], (2, 1))
+    slower = warp(frames, 0.8, axis=1, anchor=4.0, floor=-80.0)  # centre stays, ends fall outside
+    assert slower[0, 4] == 4 and slower[0, 0] == -80 and slower[0, -1] == -80
+    np.testing.assert_allclose(slower[0, 1:-1], 4 + (np.arange(1, 8) - 4) / 0.8)
+
+
+def test_warps_are_applied_and_seeded(rng):
+    X = rng.standard_normal((16, 16, 40)).astype("float32")
+    y = np.arange(16) % 4
+    plain = TrainConfig(batch_size=16, time_masks=0, freq_masks=0, max_shift=0, mixup_alpha=0.0)
+    warped = TrainConfig(**{**plain.__dict__, "time_stretch": 0.2, "freq_warp": 0.1})
+    np.testing.assert_array_equal(AugmentedBatches(X, y, num_classes=4, cfg=plain, seed=3)[0][0],
+                                  X[AugmentedBatches(X, y, num_classes=4, cfg=plain, seed=3).order])
+    a = AugmentedBatches(X, y, num_classes=4, cfg=warped, seed=3)[0][0]
+    b = AugmentedBatches(X, y, num_classes=4, cfg=warped, seed=3)[0][0]
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (16, 16, 40) and not np.allclose(a, X[AugmentedBatches(X, y, num_classes=4, cfg=plain, seed=3).order])
+
+
+def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, tmp_path):
+    import keras
+
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 2, "schedule": "cosine",
+                                                 "warmup_epochs": 1})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    model, history = fit(cfg, split, verbose=0)
+    assert list(history["member"]) == [1, 1, 2, 2] and list(history["epoch"]) == [1, 2, 1, 2]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["emotion_cnn_1", "emotion_cnn_2"]
+    x = split.X_test[:5]
+    expected = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(members[0].predict(x, verbose=0), members[1].predict(x, verbose=0))
+    model.save(tmp_path / "ensemble.keras")
+    loaded = keras.models.load_model(tmp_path / "ensemble.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
+                                              ({"ensemble": 0}, "train.ensemble")])
+def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):
+    cfg = small_config(synthetic_dataset, train=setting)
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    with pytest.raises(ValueError, match=message):
+        fit(cfg, split, verbose=0)

@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                    verbose=2 if args.quiet else "auto")
     m = result.metrics
     print(f"run {result.run_dir}\n  test WA {m['wa']:.3f}  UA {m['ua']:.3f}  macro-F1 {m['macro_f1']:.3f}"
-          f"  ({m['epochs_run']} epochs, {m['seconds_per_epoch']:.1f} s/epoch)")
+          f"  ({m['models']} model(s), {m['epochs_run']} epochs in all, {m['seconds_per_epoch']:.1f} s/epoch)")
     if not args.no_export:
         from emotion_cnn.config import paths
 
@@ -146,7 +146,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from emotion_cnn.cv import cross_validate
 
     cross_validate(_config(args), folds=args.folds, out_dir=Path(args.out) if args.out else None,
-                   verbose=2)
+                   verbose=2 if args.jobs == 1 else 0, jobs=args.jobs)
     return 0
 
 
@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder")
     p.add_argument("--epochs", type=int)
     p.add_argument("--out", help="report folder (default reports/benchmarks/<date>-<commit>)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="folds trained at once, each in its own process with its share of the cores")
     _add_config_flags(p)
     p.set_defaults(func=cmd_cv)
 

@@ -95,7 +95,7 @@ class FeatureConfig:
     duration: float = 3.0  # seconds kept after trimming: centre crop or centre pad
     trim_top_db: float = 30.0  # silence = this many dB below the clip's peak
     n_fft: int = 512
-    hop_length: int = 160
+    hop_length: int = 320  # 20 ms: half the CPU cost of 10 ms, same validation accuracy
     win_length: int = 400
     n_mels: int = 64
     fmin: float = 20.0
@@ -140,16 +140,21 @@ class TrainConfig:
     epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 3e-3
-    patience: int = 12  # EarlyStopping on val loss
-    lr_patience: int = 4  # ReduceLROnPlateau
+    patience: int = 60  # EarlyStopping on val loss; the best epoch is restored either way
+    schedule: str = "cosine"  # plateau: halve on a val-loss plateau; cosine: warm-up then cosine decay
+    lr_patience: int = 4  # schedule=plateau
+    warmup_epochs: int = 3  # schedule=cosine
     class_weights: bool = True
+    ensemble: int = 2  # models trained with seeds seed, seed+1, ...; their probabilities averaged
     # augmentation, training only
     time_masks: int = 1
-    time_mask_width: int = 30
+    time_mask_width: int = 15  # frames
     freq_masks: int = 1
     freq_mask_width: int = 8
-    max_shift: int = 15  # frames, circular time shift
+    max_shift: int = 8  # frames, circular time shift
     mixup_alpha: float = 0.2  # 0 disables mixup
+    time_stretch: float = 0.0  # max relative tempo change, e.g. 0.1: 0.9x..1.1x
+    freq_warp: float = 0.0  # max relative scaling of the mel axis (a pitch and formant shift)
 
 
 @dataclass

@@ -28,20 +28,27 @@ def _save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
 
 
 def training_curves(history: pd.DataFrame, *, path: str | Path | None = None) -> plt.Figure:
-    """Accuracy and loss per epoch, training and validation."""
+    """Accuracy and loss per epoch, training and validation; one pair of curves per ensemble
+    member (``member`` column), with each member's restored best epoch marked."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+    if "member" not in history:
+        history = history.assign(member=1)
+    if "epoch" not in history:
+        history = history.assign(epoch=history.groupby("member").cumcount() + 1)
+    several = history["member"].nunique() > 1
+    for k, (member, run) in enumerate(history.groupby("member")):
+        suffix = f" (model {member})" if several else ""
+        for ax, metric in zip(axes, ("accuracy", "loss")):
+            ax.plot(run["epoch"], run[metric], color=f"C{2 * k}", label=f"train {metric}{suffix}")
+            ax.plot(run["epoch"], run[f"val_{metric}"], color=f"C{2 * k + 1}",
+                    label=f"validation {metric}{suffix}")
+        best = run["epoch"].to_numpy()[int(np.argmin(run["val_loss"].to_numpy()))]
+        axes[1].axvline(best, color="grey", linestyle="--", label="best (restored)" if k == 0 else None)
     for ax, metric in zip(axes, ("accuracy", "loss")):
-        ax.plot(epochs, history[metric], label=f"train {metric}")
-        ax.plot(epochs, history[f"val_{metric}"], label=f"validation {metric}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
-    best = int(np.argmin(history["val_loss"].to_numpy()))
-    axes[1].axvline(epochs.iloc[best] if hasattr(epochs, "iloc") else epochs[best], color="grey",
-                    linestyle="--", label="best (restored)")
-    axes[1].legend()
+        ax.legend(fontsize="small")
     axes[0].set_title("Accuracy (train is on augmented, mixed-up batches)")
     axes[1].set_title("Loss")
     fig.tight_layout()

@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+from keras import layers
 
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
@@ -81,8 +82,34 @@ def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def warp(x: np.ndarray, factor: float, *, axis: int, anchor: float, floor: float) -> np.ndarray:
+    """Stretch ``x`` by ``factor`` along ``axis`` about position ``anchor``, keeping its shape.
+
+    Linear interpolation; positions read from outside the input get ``floor`` (silence).
+    Along time (anchor at the centre) this changes the tempo; along the mel axis (anchor at
+    band 0) it moves every band up (``factor > 1``) or down, like a pitch and formant shift.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_mels, n_frames)
+    factor : float
+        > 1 stretches (slower speech, higher bands), < 1 compresses.
+    """
+    n = x.shape[axis]
+    source = anchor + (np.arange(n) - anchor) / factor
+    inside = (source >= 0) & (source <= n - 1)
+    low = np.clip(np.floor(source).astype(np.int64), 0, n - 2)
+    frac = (source - low).astype(x.dtype)
+    a, b = np.take(x, low, axis=axis), np.take(x, low + 1, axis=axis)
+    shape = [1, 1]
+    shape[axis] = n
+    out = a + (b - a) * frac.reshape(shape)
+    return np.where(inside.reshape(shape), out, np.asarray(floor, x.dtype))
+
+
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled training batches with SpecAugment-style masks, time shifts and mixup.
+    """Shuffled training batches with tempo and mel-axis warps, SpecAugment-style masks,
+    time shifts and mixup.
 
     Yields ``(x, y_onehot, sample_weight)``. Augmentation lives here, outside the model,
     so the saved model holds stock layers only and does nothing random at inference.
@@ -119,6 +146,12 @@ class AugmentedBatches(keras.utils.PyDataset):
         cfg = self.cfg
         n_mels, n_frames = x.shape[1:]
         for i in range(len(x)):
+            if cfg.time_stretch:
+                factor = 1 + rng.uniform(-cfg.time_stretch, cfg.time_stretch)
+                x[i] = warp(x[i], factor, axis=1, anchor=(n_frames - 1) / 2, floor=self.floor)
+            if cfg.freq_warp:
+                factor = 1 + rng.uniform(-cfg.freq_warp, cfg.freq_warp)
+                x[i] = warp(x[i], factor, axis=0, anchor=0.0, floor=self.floor)
             if cfg.max_shift:
                 x[i] = np.roll(x[i], rng.integers(-cfg.max_shift, cfg.max_shift + 1), axis=1)
             for _ in range(cfg.time_masks):
@@ -172,36 +205,77 @@ def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
 
 
 def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int | str = "auto"):
-    """Build, adapt and fit a model on ``split``; returns ``(model, history frame)``."""
+    """Build, adapt and fit ``cfg.train.ensemble`` models on ``split``.
+
+    Returns
+    -------
+    (keras.Model, pd.DataFrame)
+        The model (with several members, one model that averages their probabilities) and the
+        history: one row per epoch and member, with ``member`` (1-based) and ``epoch``.
+    """
     for name in ("train", "val"):
         if len(getattr(split, f"y_{name}")) == 0:
             raise ValueError(f"{split.directory}: the {name} split is empty: check the actor lists")
-    seed_everything(cfg.seed)
+    if cfg.train.schedule not in ("plateau", "cosine"):
+        raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
+    if cfg.train.ensemble < 1:
+        raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
+    members, frames = [], []
+    for member in range(1, cfg.train.ensemble + 1):
+        log = run_dir / f"history-member{member}.csv" if run_dir is not None and cfg.train.ensemble > 1 else (
+            run_dir / "history.csv" if run_dir is not None else None)
+        model, frame = _fit_one(cfg, split, seed=cfg.seed + member - 1, log=log, verbose=verbose)
+        frame.insert(0, "member", member)
+        members.append(model)
+        frames.append(frame)
+    return average_models(members), pd.concat(frames, ignore_index=True)
+
+
+def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str):
+    seed_everything(seed)
     num_classes = len(split.labels)
     model = build_model(split.X_train.shape[1:], num_classes, cfg.model)
     adapt_normalization(model, split.X_train)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    weights = class_weights(split.y_train, num_classes) if cfg.train.class_weights else None
-    batches = AugmentedBatches(split.X_train, split.y_train, num_classes=num_classes,
-                               cfg=cfg.train, seed=cfg.seed, weights=weights,
-                               floor=-cfg.features.top_db)
-    val_onehot = np.eye(num_classes, dtype=np.float32)[split.y_val]
+    batches = AugmentedBatches(split.X_train, split.y_train, num_classes=num_classes, cfg=cfg.train,
+                               seed=seed, floor=-cfg.features.top_db,
+                               weights=class_weights(split.y_train, num_classes) if cfg.train.class_weights else None)
     callbacks = [
         EpochTimer(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
                                       restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                          patience=cfg.train.lr_patience, min_lr=1e-5),
     ]
-    if run_dir is not None:
-        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
+    if cfg.train.schedule == "cosine":
+        steps = len(batches)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.train.learning_rate / 10, warmup_target=cfg.train.learning_rate,
+            warmup_steps=cfg.train.warmup_epochs * steps,
+            decay_steps=max(1, (cfg.train.epochs - cfg.train.warmup_epochs) * steps), alpha=0.01)
+    else:
+        learning_rate = cfg.train.learning_rate
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                           patience=cfg.train.lr_patience, min_lr=1e-5))
+    if log is not None:
+        callbacks.append(keras.callbacks.CSVLogger(str(log)))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    val_onehot = np.eye(num_classes, dtype=np.float32)[split.y_val]
     history = model.fit(batches, validation_data=(split.X_val, val_onehot),
                         epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return model, frame
+
+
+def average_models(members: list[keras.Model]) -> keras.Model:
+    """One model whose output is the mean of the members' probabilities (stock layers only,
+    so it still loads in safe mode); a single member is returned as it is."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="log_mel")
+    outputs = layers.Average(name="emotion")(
+        [keras.Model(m.input, m.output, name=f"emotion_cnn_{i}")(inputs) for i, m in enumerate(members, 1)])
+    return keras.Model(inputs, outputs, name="emotion_cnn_ensemble")
 
 
 def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | None = None,
@@ -222,8 +296,8 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     atomic_save_csv(run_dir / "history.csv", history)
     result = evaluate.evaluate_split(model, split, run_dir)
     result.metrics.update(
-        train_seconds=round(train_seconds, 1), epochs_run=len(history),
-        best_epoch=int(history["val_loss"].idxmin()) + 1,
+        train_seconds=round(train_seconds, 1), models=int(history["member"].max()), epochs_run=len(history),
+        best_epoch=[int(f.loc[f["val_loss"].idxmin(), "epoch"]) for _, f in history.groupby("member")],
         seconds_per_epoch=round(float(history["epoch_seconds"].mean()), 2),
         parameters=int(model.count_params()), backend=keras.backend.backend(),
         seed=cfg.seed, split=str(split.directory), protocol=split.info["protocol"],
