@@ -233,7 +233,7 @@ def results_markdown(result: dict) -> str:
     lines = [f"# EmoBox speaker-independent cross-validation, {len(result['folds'])} folds "
              f"({result['date']}, commit {result['commit']})",
              "", f"Hardware: {result['hardware']}. Wall time: {result['wall_seconds'] / 60:.1f} min.", "",
-             "| fold | test actors | UA % | WA % | macro-F1 % | epochs | seconds |",
+             "| fold | test actors | UA % | WA % | macro-F1 % | epochs (all models) | seconds |",
              "|---|---|---|---|---|---|---|"]
     for r in result["folds"]:
         lines.append(f"| {r['fold']} | {', '.join(map(str, r['actors']))} | {r['ua']:.1f} | {r['wa']:.1f} | "

@@ -222,8 +222,9 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
     members, frames = [], []
     for member in range(1, cfg.train.ensemble + 1):
-        log = run_dir / f"history-member{member}.csv" if run_dir is not None and cfg.train.ensemble > 1 else (
-            run_dir / "history.csv" if run_dir is not None else None)
+        # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
+        log = None if run_dir is None else run_dir / (
+            "history.csv" if cfg.train.ensemble == 1 else f"history-member{member}.csv")
         model, frame = _fit_one(cfg, split, seed=cfg.seed + member - 1, log=log, verbose=verbose)
         frame.insert(0, "member", member)
         members.append(model)
