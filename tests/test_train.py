@@ -83,9 +83,9 @@ def test_warp_identity_stretch_and_silence_outside():
     down = warp(bands, 0.5, axis=0, anchor=0.0, floor=-80.0)  # top bands read past the input
     np.testing.assert_allclose(down[:, 0], [0, 2, 4, 6, 8, -80, -80, -80, -80, -80])
     frames = np.tile(np.arange(9, dtype=np.float32)[None], (2, 1))
-    slower = warp(frames, 0.8, axis=1, anchor=4.0, floor=-80.0)  # centre stays, ends fall outside
-    assert slower[0, 4] == 4 and slower[0, 0] == -80 and slower[0, -1] == -80
-    np.testing.assert_allclose(slower[0, 1:-1], 4 + (np.arange(1, 8) - 4) / 0.8)
+    faster = warp(frames, 0.8, axis=1, anchor=4.0, floor=-80.0)  # centre stays, ends fall outside
+    assert faster[0, 4] == 4 and faster[0, 0] == -80 and faster[0, -1] == -80
+    np.testing.assert_allclose(faster[0, 1:-1], 4 + (np.arange(1, 8) - 4) / 0.8)
 
 
 def test_warps_are_applied_and_seeded(rng):
@@ -107,8 +107,11 @@ def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, t
     cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 2, "schedule": "cosine",
                                                  "warmup_epochs": 1})
     split = load_split(prepare(cfg, progress=False).split_dir)
-    model, history = fit(cfg, split, verbose=0)
+    model, history = fit(cfg, split, run_dir=tmp_path, verbose=0)
     assert list(history["member"]) == [1, 1, 2, 2] and list(history["epoch"]) == [1, 2, 1, 2]
+    for member in (1, 2):
+        live_log = pd.read_csv(tmp_path / f"history-member{member}.csv")
+        assert list(live_log["epoch"]) == [1, 2] and "val_loss" in live_log
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     assert [m.name for m in members] == ["emotion_cnn_1", "emotion_cnn_2"]
     x = split.X_test[:5]
@@ -121,7 +124,9 @@ def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, t
 
 
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
-                                              ({"ensemble": 0}, "train.ensemble")])
+                                              ({"ensemble": 0}, "train.ensemble"),
+                                              ({"time_stretch": 1.0}, "train.time_stretch"),
+                                              ({"freq_warp": -0.1}, "train.freq_warp")])
 def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):
     cfg = small_config(synthetic_dataset, train=setting)
     split = load_split(prepare(cfg, progress=False).split_dir)

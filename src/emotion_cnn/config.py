@@ -154,7 +154,7 @@ class TrainConfig:
     max_shift: int = 8  # frames, circular time shift
     mixup_alpha: float = 0.2  # 0 disables mixup
     time_stretch: float = 0.0  # max relative tempo change, e.g. 0.1: 0.9x..1.1x
-    freq_warp: float = 0.0  # max relative scaling of the mel axis (a pitch and formant shift)
+    freq_warp: float = 0.0  # max relative scaling of the mel-band index (moves bands up or down)
 
 
 @dataclass

@@ -118,7 +118,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     """Train and score every fold; write the report (``evaluate_on="test"`` only).
 
     ``jobs > 1`` trains that many folds at once in separate processes, the cores shared out
-    between them: on a small CPU two one-thread trainings get through more work than one
+    between them (TensorFlow's and OpenMP's thread pools; JAX on CPU is not limited): on a small CPU two one-thread trainings get through more work than one
     two-thread training. Each fold's seed and data are the same either way.
     ``predictions_csv`` saves every scored clip's class probabilities (with its fold), e.g.
     to score an ensemble of runs on validation actors afterwards.
@@ -141,9 +141,10 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     else:
         import multiprocessing
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        processes = min(jobs, len(tasks))
+        threads = max(1, len(os.sched_getaffinity(0)) // processes)
         with multiprocessing.get_context("spawn").Pool(
-                min(jobs, len(tasks)), initializer=_init_fold_worker, initargs=(threads, X, meta)) as pool:
+                processes, initializer=_init_fold_worker, initargs=(threads, X, meta)) as pool:
             done = list(pool.imap_unordered(_score_fold_in_worker, tasks))
     done.sort(key=lambda item: folds.index(item[0]["fold"]))
     rows = [row for row, _ in done]

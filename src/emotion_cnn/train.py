@@ -87,7 +87,8 @@ def warp(x: np.ndarray, factor: float, *, axis: int, anchor: float, floor: float
 
     Linear interpolation; positions read from outside the input get ``floor`` (silence).
     Along time (anchor at the centre) this changes the tempo; along the mel axis (anchor at
-    band 0) it moves every band up (``factor > 1``) or down, like a pitch and formant shift.
+    band 0) it moves every band up (``factor > 1``) or down: a pitch and formant shift at low
+    frequencies, a larger one in Hz at the top, where the mel scale is logarithmic.
 
     Parameters
     ----------
@@ -220,12 +221,18 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
+    for name in ("time_stretch", "freq_warp"):
+        if not 0 <= getattr(cfg.train, name) < 1:
+            raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
     members, frames = [], []
     for member in range(1, cfg.train.ensemble + 1):
         # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
         log = None if run_dir is None else run_dir / (
             "history.csv" if cfg.train.ensemble == 1 else f"history-member{member}.csv")
         model, frame = _fit_one(cfg, split, seed=cfg.seed + member - 1, log=log, verbose=verbose)
+        if log is not None and cfg.train.ensemble > 1:
+            # the live log counts epochs from 0 (Keras CSVLogger); end with history.csv's numbering
+            atomic_save_csv(log, frame)
         frame.insert(0, "member", member)
         members.append(model)
         frames.append(frame)
