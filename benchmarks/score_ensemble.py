@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emotion_cnn.config import EMOTIONS
+from emotion_cnn.config import EMOTIONS, LABEL_INDEX
+from emotion_cnn.cv import fold_row, summarise
 from emotion_cnn.evaluate import scores
 
 
@@ -29,17 +30,13 @@ def ensemble_scores(frames: list[pd.DataFrame]) -> dict:
         if not other[key].equals(frames[0][key]):
             raise ValueError("the prediction files do not hold the same clips of the same folds")
     probabilities = np.mean([f[columns].to_numpy() for f in frames], axis=0)
-    y_true = frames[0]["true"].map({label: i for i, label in enumerate(EMOTIONS)}).to_numpy()
+    y_true = frames[0]["true"].map(LABEL_INDEX).to_numpy()
     rows = []
     for fold in sorted(frames[0]["fold"].unique()):
         mask = (frames[0]["fold"] == fold).to_numpy()
-        m = scores(y_true[mask], probabilities[mask].argmax(axis=1), list(EMOTIONS))
-        rows.append({"fold": int(fold), "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],
-                     "actors": sorted(int(a) for a in frames[0].loc[mask, "actor"].unique())})
-    table = pd.DataFrame(rows)
-    return {"folds": rows,
-            "mean": {k: round(float(table[k].mean()), 2) for k in ("ua", "wa", "macro_f1")},
-            "std": {k: round(float(table[k].std(ddof=0)), 2) for k in ("ua", "wa", "macro_f1")}}
+        rows.append(fold_row(int(fold), scores(y_true[mask], probabilities[mask].argmax(axis=1), list(EMOTIONS)),
+                             sorted(int(a) for a in frames[0].loc[mask, "actor"].unique())))
+    return {"folds": rows, **summarise(rows)}
 
 
 def main() -> int:

@@ -33,7 +33,7 @@ def load_exported(path: str):
 def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
     """Train and test on the exact split ``prepare`` wrote (its manifest.csv), features
     looked up by sample hash: used for the leak table (random splits, doubled data)."""
-    from emotion_cnn.cv import hardware, split_from_assignment, train_and_score
+    from emotion_cnn.cv import fold_row, hardware, split_from_assignment, summarise, train_and_score
 
     manifest = pd.read_csv(manifest_path).sort_values(["split", "index_in_split"], kind="stable")
     row_of = {sha: i for i, sha in enumerate(meta["pcm_sha256"])}
@@ -41,11 +41,9 @@ def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
                                   manifest.drop(columns=["split", "index_in_split"]).reset_index(drop=True),
                                   manifest["split"].to_numpy(), name=manifest_path, protocol="random")
     evaluation, history = train_and_score(cfg, split, on="test")
-    m = evaluation.metrics
-    row = {"fold": 0, "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],
-           "epochs": len(history), "n_test": m["n"], "n_train": len(split.y_train)}
-    return {"mean": {k: row[k] for k in ("ua", "wa", "macro_f1")},
-            "std": {"ua": 0.0, "wa": 0.0, "macro_f1": 0.0}, "folds": [row], "hardware": hardware()}
+    row = {**fold_row(0, evaluation.metrics, split.info["actors"]["test"]),
+           "epochs": len(history), "n_test": evaluation.metrics["n"], "n_train": len(split.y_train)}
+    return {**summarise([row]), "folds": [row], "hardware": hardware()}
 
 
 def run_one(args):

@@ -9,6 +9,7 @@ the pooled confusion matrix over every test prediction, and ``predictions.csv``.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import subprocess
@@ -118,8 +119,8 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     """Train and score every fold; write the report (``evaluate_on="test"`` only).
 
     ``jobs > 1`` trains that many folds at once in separate processes, the cores shared out
-    between them (TensorFlow's and OpenMP's thread pools; JAX on CPU is not limited): on a small CPU two one-thread trainings get through more work than one
-    two-thread training. Each fold's seed and data are the same either way.
+    between them (TensorFlow's and OpenMP's thread pools; JAX on CPU is not limited): on a
+    small CPU two one-thread trainings get through more work than one two-thread training. Each fold's seed and data are the same either way.
     ``predictions_csv`` saves every scored clip's class probabilities (with its fold), e.g.
     to score an ensemble of runs on validation actors afterwards.
 
@@ -148,11 +149,8 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
             done = list(pool.imap_unordered(_score_fold_in_worker, tasks))
     done.sort(key=lambda item: folds.index(item[0]["fold"]))
     rows = [row for row, _ in done]
-    table = pd.DataFrame(rows)
     result = {
-        "protocol": "emobox", "evaluated_on": evaluate_on, "folds": rows,
-        "mean": {k: round(float(table[k].mean()), 2) for k in ("ua", "wa", "macro_f1")},
-        "std": {k: round(float(table[k].std(ddof=0)), 2) for k in ("ua", "wa", "macro_f1")},
+        "protocol": "emobox", "evaluated_on": evaluate_on, "folds": rows, **summarise(rows),
         "wall_seconds": round(time.perf_counter() - started, 1), "jobs": jobs,
         "config": cfg.to_dict(), "hardware": hardware(), "commit": _commit(),
         "date": date.today().isoformat(),
@@ -167,10 +165,21 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     return result
 
 
+def fold_row(fold: int, metrics: dict, actors: list[int]) -> dict:
+    """One fold's line of the table: UA, WA and macro-F1 in %, and the actors scored."""
+    return {"fold": fold, "ua": 100 * metrics["ua"], "wa": 100 * metrics["wa"],
+            "macro_f1": 100 * metrics["macro_f1"], "actors": actors}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """``mean`` and ``std`` (population) over the folds of UA, WA and macro-F1."""
+    table = pd.DataFrame(rows)
+    return {"mean": {k: round(float(table[k].mean()), 2) for k in ("ua", "wa", "macro_f1")},
+            "std": {k: round(float(table[k].std(ddof=0)), 2) for k in ("ua", "wa", "macro_f1")}}
+
+
 def _score_fold(task, X: np.ndarray, meta: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Train and score one fold: its table row and its predictions."""
-    import copy
-
     cfg, fold, evaluate_on, verbose = task
     fold_cfg = copy.deepcopy(cfg)
     fold_cfg.split.protocol, fold_cfg.split.fold = "emobox", fold
@@ -178,9 +187,8 @@ def _score_fold(task, X: np.ndarray, meta: pd.DataFrame) -> tuple[dict, pd.DataF
     t0 = time.perf_counter()
     evaluation, history = train_and_score(fold_cfg, split, on=evaluate_on, verbose=verbose)
     seconds = time.perf_counter() - t0
-    m = evaluation.metrics
-    row = {"fold": fold, "ua": 100 * m["ua"], "wa": 100 * m["wa"], "macro_f1": 100 * m["macro_f1"],
-           "epochs": len(history), "seconds": round(seconds, 1), "actors": split.info["actors"][evaluate_on]}
+    row = {**fold_row(fold, evaluation.metrics, split.info["actors"][evaluate_on]),
+           "epochs": len(history), "seconds": round(seconds, 1)}
     print(f"fold {fold} ({evaluate_on} actors {row['actors']}): UA {row['ua']:.1f}  WA {row['wa']:.1f}  "
           f"F1 {row['macro_f1']:.1f}  ({len(history)} epochs, {seconds:.0f} s)", flush=True)
     return row, evaluation.predictions.assign(fold=fold)
