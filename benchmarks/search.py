@@ -5,7 +5,9 @@
 
 Each experiment (a name and a nested override of the default config) runs 6-fold
 cross-validation scored on each fold's validation actors; experiments run in parallel
-processes. Results are appended to ``benchmarks/results_log.jsonl``: settings -> mean
+processes. An experiment may also set ``train_actors: N`` (train on N of each fold's 16
+training actors: a learning curve) or ``manifest: PATH`` (score the exact split ``prepare``
+wrote, on its test clips: the leak table). Results are appended to ``benchmarks/results_log.jsonl``: settings -> mean
 validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 """
 
@@ -46,6 +48,32 @@ def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
     return {**summarise([row]), "folds": [row], "hardware": hardware()}
 
 
+def score_fewer_train_actors(cfg, X, meta, n_actors: int, folds: list[int] | None) -> dict:
+    """Each fold trained on only ``n_actors`` of its training actors (half male, half female,
+    drawn with the config's seed) and scored on its validation actors: a learning curve over
+    speakers, to judge what more training actors are worth without touching test actors."""
+    from emotion_cnn.cv import fold_row, hardware, split_from_assignment, summarise, train_and_score
+    from emotion_cnn.splits import EMOBOX_TEST_ACTORS, assign_splits
+
+    rows = []
+    for fold in folds or sorted(EMOBOX_TEST_ACTORS):
+        cfg.split.protocol, cfg.split.fold = "emobox", fold
+        assignment = assign_splits(meta, cfg.split, seed=cfg.seed).to_numpy().copy()
+        train_actors = sorted(int(a) for a in meta.loc[assignment == "train", "actor"].unique())
+        rng = np.random.default_rng([cfg.seed, fold])
+        kept = [a for parity in (1, 0) for a in
+                rng.choice([a for a in train_actors if a % 2 == parity], n_actors // 2, replace=False)]
+        assignment[(assignment == "train") & ~meta["actor"].isin(kept).to_numpy()] = "unused"
+        split = split_from_assignment(X, meta, assignment, name=f"emobox-fold{fold}", protocol="emobox")
+        t0 = time.time()
+        evaluation, history = train_and_score(cfg, split, on="val")
+        rows.append({**fold_row(fold, evaluation.metrics, split.info["actors"]["val"]),
+                     "epochs": len(history), "seconds": round(time.time() - t0, 1),
+                     "train_actors": sorted(int(a) for a in kept)})
+        print(f"fold {fold}: val UA {rows[-1]['ua']:.1f} with {n_actors} training actors", flush=True)
+    return {**summarise(rows), "folds": rows, "hardware": hardware()}
+
+
 def run_one(args):
     name, overrides, data_path, evaluate_on, folds, predictions_dir = args
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
@@ -55,10 +83,13 @@ def run_one(args):
     X, meta = load_exported(data_path)
     settings = dict(overrides)
     manifest = settings.pop("manifest", None)
+    train_actors = settings.pop("train_actors", None)
     cfg = config_from_dict(settings)
     started = time.time()
     if manifest:
         result = score_manifest_split(cfg, X, meta, manifest)
+    elif train_actors:
+        result = score_fewer_train_actors(cfg, X, meta, train_actors, folds)
     else:
         predictions = Path(predictions_dir) / f"{name}.csv" if predictions_dir else None
         result = cross_validate(cfg, folds=folds, evaluate_on=evaluate_on, data=(X, meta),

@@ -55,6 +55,13 @@ def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_ro
     np.testing.assert_allclose(saved.filter(regex="^p_").sum(axis=1), 1.0, atol=1e-4)
 
 
+def test_validation_actors_trained_on_cannot_be_scored(all_actors_dataset, project_root):
+    cfg = small_config(all_actors_dataset, split={"protocol": "emobox"},
+                       train={"epochs": 1, "train_on_val": True, "restore_best": False, "schedule": "cosine"})
+    with pytest.raises(ValueError, match="train_on_val"):
+        cross_validate(cfg, folds=[3], evaluate_on="val")
+
+
 def test_folds_in_parallel_processes_report_in_fold_order(all_actors_dataset, project_root):
     cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1})
     result = cross_validate(cfg, folds=[4, 1, 6], jobs=2)

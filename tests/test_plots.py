@@ -40,6 +40,15 @@ def test_training_curves_draw_each_ensemble_member():
     plt.close(fig)
 
 
+def test_training_curves_mark_the_kept_epoch_and_draw_no_validation_when_there_was_none():
+    history = _history([1.5, 1.2, 1.3]).drop(columns=["val_loss", "val_accuracy"]).assign(kept=[False, False, True])
+    fig = plots.training_curves(history)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["train accuracy"]
+    assert _best_epoch_lines(fig) == [3]
+    assert "kept: last epoch" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 def test_confusion_heatmap_is_labelled(tmp_path, normalize):
     labels = ["neutral", "calm", "happy"]

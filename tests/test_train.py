@@ -123,10 +123,59 @@ def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, t
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_restore_best_keeps_the_lowest_validation_loss_epoch_and_off_the_last(synthetic_dataset):
+    cfg = small_config(synthetic_dataset, train={"epochs": 3, "ensemble": 1})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    model, history = fit(cfg, split, verbose=0)
+    assert history["kept"].sum() == 1
+    assert history.loc[history["kept"], "val_loss"].iloc[0] == history["val_loss"].min()
+    restored_loss = model.evaluate(split.X_val, np.eye(8, dtype="float32")[split.y_val], verbose=0)[0]
+    assert restored_loss == pytest.approx(history["val_loss"].min(), rel=1e-4)
+    cfg.train.restore_best = False
+    model, history = fit(cfg, split, verbose=0)
+    assert list(history["kept"]) == [False, False, True]
+    last_loss = model.evaluate(split.X_val, np.eye(8, dtype="float32")[split.y_val], verbose=0)[0]
+    assert last_loss == pytest.approx(history["val_loss"].iloc[-1], rel=1e-4)
+
+
+def test_train_on_val_fits_train_and_validation_actors_for_fixed_epochs(synthetic_dataset, monkeypatch):
+    import keras
+
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 1, "train_on_val": True, "restore_best": False,
+                                                 "schedule": "cosine", "warmup_epochs": 1})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    seen = []
+    original = keras.Model.fit
+
+    def spy(self, x=None, *args, **kwargs):
+        seen.append((len(x.X), kwargs.get("validation_data")))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    _, history = fit(cfg, split, verbose=0)
+    assert seen == [(len(split.y_train) + len(split.y_val), None)]
+    assert "val_loss" not in history and list(history["kept"]) == [False, True]
+
+
+def test_weight_average_is_what_the_model_ends_with(synthetic_dataset):
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 1, "restore_best": False})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    plain, _ = fit(cfg, split, verbose=0)
+    cfg.train.ema_momentum = 0.9
+    averaged, _ = fit(cfg, split, verbose=0)
+    # same seed, same batches: only the saved weights differ
+    assert not np.allclose(plain.predict(split.X_test[:4], verbose=0), averaged.predict(split.X_test[:4], verbose=0))
+
+
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
                                               ({"ensemble": 0}, "train.ensemble"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
-                                              ({"freq_warp": -0.1}, "train.freq_warp")])
+                                              ({"freq_warp": -0.1}, "train.freq_warp"),
+                                              ({"ema_momentum": 1.0}, "train.ema_momentum"),
+                                              ({"ema_momentum": 0.99}, "restore_best=false"),
+                                              ({"train_on_val": True}, "train.train_on_val"),
+                                              ({"train_on_val": True, "restore_best": False,
+                                                "schedule": "plateau"}, "train.train_on_val")])
 def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):
     cfg = small_config(synthetic_dataset, train=setting)
     split = load_split(prepare(cfg, progress=False).split_dir)

@@ -146,6 +146,11 @@ class TrainConfig:
     warmup_epochs: int = 3  # schedule=cosine
     class_weights: bool = True
     ensemble: int = 2  # models trained with seeds seed, seed+1, ...; their probabilities averaged
+    restore_best: bool = True  # keep the epoch of lowest validation loss; False: the last epoch
+    # True: train on the training + validation actors for exactly `epochs` epochs and keep the
+    # last one (more speakers; nothing is scored on the validation actors, nothing restored)
+    train_on_val: bool = False
+    ema_momentum: float = 0.0  # >0: the saved weights are a moving average over training steps
     # augmentation, training only
     time_masks: int = 1
     time_mask_width: int = 15  # frames

@@ -1,7 +1,8 @@
 """Speaker-independent cross-validation over the 6 EmoBox folds.
 
-Every fold trains a fresh model on its 16 training actors (validation actors for early
-stopping), then scores its 4 test actors. ``evaluate_on="val"`` scores the validation
+Every fold trains a fresh model on its 16 training actors (validation actors for choosing
+the epoch), or with ``train.train_on_val`` on all 20 non-test actors for a fixed number of
+epochs, then scores its 4 test actors. ``evaluate_on="val"`` scores the validation
 actors instead: that is what settings are tuned on, so the test actors are touched once.
 Results go to ``reports/benchmarks/<date>-<commit>/``: ``metrics.json``, ``results.md``,
 the pooled confusion matrix over every test prediction, and ``predictions.csv``.
@@ -132,6 +133,9 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     folds = folds or sorted(splits.EMOBOX_TEST_ACTORS)
     if jobs < 1:
         raise ValueError(f"cv: jobs must be at least 1, not {jobs}")
+    if evaluate_on == "val" and cfg.train.train_on_val:
+        raise ValueError("cv: with train.train_on_val the validation actors are trained on, "
+                         "so they cannot be scored")
     # features first: prepare forks workers, which must not inherit a loaded Keras backend
     X, meta = data if data is not None else load_features(cfg)
     started = time.perf_counter()

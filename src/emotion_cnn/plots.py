@@ -28,8 +28,9 @@ def _save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
 
 
 def training_curves(history: pd.DataFrame, *, path: str | Path | None = None) -> plt.Figure:
-    """Accuracy and loss per epoch, training and validation; one pair of curves per ensemble
-    member (``member`` column), with each member's restored best epoch marked."""
+    """Accuracy and loss per epoch, training and (when there was one) validation; one pair of
+    curves per ensemble member (``member`` column), with the epoch whose weights each member
+    kept marked (``kept`` column; without one, the lowest validation loss)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if "member" not in history:
         history = history.assign(member=1)
@@ -38,12 +39,19 @@ def training_curves(history: pd.DataFrame, *, path: str | Path | None = None) ->
     several = history["member"].nunique() > 1
     for k, (member, run) in enumerate(history.groupby("member")):
         suffix = f" (model {member})" if several else ""
+        validated = "val_loss" in run and run["val_loss"].notna().any()
         for ax, metric in zip(axes, ("accuracy", "loss")):
             ax.plot(run["epoch"], run[metric], color=f"C{2 * k}", label=f"train {metric}{suffix}")
-            ax.plot(run["epoch"], run[f"val_{metric}"], color=f"C{2 * k + 1}",
-                    label=f"validation {metric}{suffix}")
-        best = run["epoch"].to_numpy()[int(np.argmin(run["val_loss"].to_numpy()))]
-        axes[1].axvline(best, color="grey", linestyle="--", label="best (restored)" if k == 0 else None)
+            if validated:
+                ax.plot(run["epoch"], run[f"val_{metric}"], color=f"C{2 * k + 1}",
+                        label=f"validation {metric}{suffix}")
+        if "kept" in run:
+            kept = run["epoch"].to_numpy()[int(np.argmax(run["kept"].astype(bool).to_numpy()))]
+            restored = kept != run["epoch"].max()
+        else:
+            kept, restored = run["epoch"].to_numpy()[int(np.argmin(run["val_loss"].to_numpy()))], True
+        label = "kept: lowest validation loss" if restored else "kept: last epoch"
+        axes[1].axvline(kept, color="grey", linestyle="--", label=label if k == 0 else None)
     for ax, metric in zip(axes, ("accuracy", "loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)

@@ -224,6 +224,14 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
+    if not 0 <= cfg.train.ema_momentum < 1:
+        raise ValueError(f"train.ema_momentum must be in [0, 1), not {cfg.train.ema_momentum}")
+    if cfg.train.ema_momentum and cfg.train.restore_best:
+        raise ValueError("train.ema_momentum needs train.restore_best=false: restoring an epoch's "
+                         "weights would throw the average away")
+    if cfg.train.train_on_val and (cfg.train.restore_best or cfg.train.schedule != "cosine"):
+        raise ValueError("train.train_on_val leaves no validation loss to choose by: it needs "
+                         "train.restore_best=false and train.schedule=cosine")
     members, frames = [], []
     for member in range(1, cfg.train.ensemble + 1):
         # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
@@ -242,16 +250,20 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
 def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str):
     seed_everything(seed)
     num_classes = len(split.labels)
-    model = build_model(split.X_train.shape[1:], num_classes, cfg.model)
-    adapt_normalization(model, split.X_train)
-    batches = AugmentedBatches(split.X_train, split.y_train, num_classes=num_classes, cfg=cfg.train,
-                               seed=seed, floor=-cfg.features.top_db,
-                               weights=class_weights(split.y_train, num_classes) if cfg.train.class_weights else None)
-    callbacks = [
-        EpochTimer(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
-                                      restore_best_weights=True),
-    ]
+    X, y = split.X_train, split.y_train
+    validation = (split.X_val, np.eye(num_classes, dtype=np.float32)[split.y_val])
+    if cfg.train.train_on_val:
+        X, y = np.concatenate([X, split.X_val]), np.concatenate([y, split.y_val])
+        validation = None
+    model = build_model(X.shape[1:], num_classes, cfg.model)
+    adapt_normalization(model, X)
+    batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
+                               floor=-cfg.features.top_db,
+                               weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
+    callbacks = [EpochTimer()]
+    if validation is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
+                                                       restore_best_weights=cfg.train.restore_best))
     if cfg.train.schedule == "cosine":
         steps = len(batches)
         learning_rate = keras.optimizers.schedules.CosineDecay(
@@ -264,14 +276,16 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
                                                            patience=cfg.train.lr_patience, min_lr=1e-5))
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+    ema = cfg.train.ema_momentum
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema or 0.99),
                   loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    val_onehot = np.eye(num_classes, dtype=np.float32)[split.y_val]
-    history = model.fit(batches, validation_data=(split.X_val, val_onehot),
-                        epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+    history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
+                        callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    restored = validation is not None and cfg.train.restore_best
+    frame["kept"] = np.arange(len(frame)) == (frame["val_loss"].idxmin() if restored else len(frame) - 1)
     return model, frame
 
 
@@ -305,7 +319,7 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     result = evaluate.evaluate_split(model, split, run_dir)
     result.metrics.update(
         train_seconds=round(train_seconds, 1), models=int(history["member"].max()), epochs_run=len(history),
-        best_epoch=[int(f.loc[f["val_loss"].idxmin(), "epoch"]) for _, f in history.groupby("member")],
+        kept_epoch=[int(f.loc[f["kept"], "epoch"].iloc[0]) for _, f in history.groupby("member")],
         seconds_per_epoch=round(float(history["epoch_seconds"].mean()), 2),
         parameters=int(model.count_params()), backend=keras.backend.backend(),
         seed=cfg.seed, split=str(split.directory), protocol=split.info["protocol"],
