@@ -146,10 +146,11 @@ class TrainConfig:
     warmup_epochs: int = 3  # schedule=cosine
     class_weights: bool = True
     ensemble: int = 2  # models trained with seeds seed, seed+1, ...; their probabilities averaged
-    restore_best: bool = True  # keep the epoch of lowest validation loss; False: the last epoch
+    restore_best: bool = False  # True: keep the epoch of lowest validation loss; False: the last one
     # True: train on the training + validation actors for exactly `epochs` epochs and keep the
-    # last one (more speakers; nothing is scored on the validation actors, nothing restored)
-    train_on_val: bool = False
+    # last one: 4 more speakers (+5.4 validation UA from 12 to 16 training actors, round 5), at
+    # the price of no validation curves. False: hold the validation actors out (tuning runs).
+    train_on_val: bool = True
     ema_momentum: float = 0.0  # >0: the saved weights are a moving average over training steps
     # augmentation, training only
     time_masks: int = 1
