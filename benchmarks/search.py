@@ -17,6 +17,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -85,10 +86,14 @@ def run_one(args):
     manifest = settings.pop("manifest", None)
     train_actors = settings.pop("train_actors", None)
     cfg = config_from_dict(settings)
+    if evaluate_on == "val" or train_actors:
+        cfg.train.train_on_val = False  # the validation actors are scored, so never trained on
     started = time.time()
     if manifest:
         result = score_manifest_split(cfg, X, meta, manifest)
     elif train_actors:
+        if evaluate_on != "val":
+            raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
         result = score_fewer_train_actors(cfg, X, meta, train_actors, folds)
     else:
         predictions = Path(predictions_dir) / f"{name}.csv" if predictions_dir else None
@@ -112,6 +117,9 @@ def main() -> int:
     parser.add_argument("--predictions", metavar="DIR",
                         help="save each experiment's per-clip probabilities as DIR/<name>.csv")
     args = parser.parse_args()
+    # `kill` of this process must also end its workers: as an exception, it leaves the `with`
+    # block below, which terminates the pool (round 5 lost CPU to orphaned workers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     experiments = yaml.safe_load(Path(args.experiments).read_text())
     names = args.only or list(experiments)
     jobs = [(n, experiments[n] or {}, args.data, "test" if args.test else "val", args.folds, args.predictions)

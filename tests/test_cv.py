@@ -46,7 +46,7 @@ def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
 def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_root, tmp_path):
     import pandas as pd
 
-    cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1})
+    cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1, "train_on_val": False})
     result = cross_validate(cfg, folds=[3], evaluate_on="val", predictions_csv=tmp_path / "val.csv")
     assert result["folds"][0]["actors"] == sorted(EMOBOX_VAL_ACTORS[3])
     assert not (project_root / "reports").exists()

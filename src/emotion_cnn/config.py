@@ -140,7 +140,7 @@ class TrainConfig:
     epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 3e-3
-    patience: int = 60  # EarlyStopping on val loss; the best epoch is restored either way
+    patience: int = 60  # restore_best only: EarlyStopping on val loss, the best epoch restored
     schedule: str = "cosine"  # plateau: halve on a val-loss plateau; cosine: warm-up then cosine decay
     lr_patience: int = 4  # schedule=plateau
     warmup_epochs: int = 3  # schedule=cosine
@@ -151,7 +151,9 @@ class TrainConfig:
     # last one: 4 more speakers (+5.4 validation UA from 12 to 16 training actors, round 5), at
     # the price of no validation curves. False: hold the validation actors out (tuning runs).
     train_on_val: bool = True
-    ema_momentum: float = 0.0  # >0: the saved weights are a moving average over training steps
+    # >0: the saved weights are a moving average over training steps (of the trainable weights:
+    # batch-norm statistics and the per-epoch validation scores are those of the raw weights)
+    ema_momentum: float = 0.0
     # augmentation, training only
     time_masks: int = 1
     time_mask_width: int = 15  # frames

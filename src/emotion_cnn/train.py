@@ -1,8 +1,9 @@
 """Train the CNN on a prepared split and write a run folder.
 
 ``runs/<run-id>/`` holds: ``config.yaml`` (resolved settings and seed), ``labels.json``,
-``history.csv``, ``model.keras`` (best weights), and what :mod:`emotion_cnn.evaluate` writes
-(``metrics.json``, ``predictions.csv``, ``classification_report.txt``, ``figures/``).
+``history.csv`` (its ``kept`` column marks the epoch whose weights were kept), ``model.keras``,
+and what :mod:`emotion_cnn.evaluate` writes (``metrics.json``, ``predictions.csv``,
+``classification_report.txt``, ``figures/``).
 """
 
 from __future__ import annotations
@@ -261,9 +262,11 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
                                floor=-cfg.features.top_db,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
     callbacks = [EpochTimer()]
-    if validation is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
-                                                       restore_best_weights=cfg.train.restore_best))
+    stopper = None
+    if validation is not None and cfg.train.restore_best:
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
+                                                restore_best_weights=True)
+        callbacks.append(stopper)
     if cfg.train.schedule == "cosine":
         steps = len(batches)
         learning_rate = keras.optimizers.schedules.CosineDecay(
@@ -284,8 +287,9 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
                         callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    restored = validation is not None and cfg.train.restore_best
-    frame["kept"] = np.arange(len(frame)) == (frame["val_loss"].idxmin() if restored else len(frame) - 1)
+    # Keras' own choice (NaN losses included), not a recomputation of it
+    kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
+    frame["kept"] = np.arange(len(frame)) == kept
     return model, frame
 
 
