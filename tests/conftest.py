@@ -6,6 +6,7 @@ root for every test, and the real dataset when ``RAVDESS_DIR`` is set.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -92,6 +93,15 @@ def small_features() -> FeatureConfig:
 def synthetic_dataset(tmp_path, rng) -> Path:
     """6 actors x 8 emotions x 2 repetitions = 96 clips at 16 kHz."""
     return make_dataset(tmp_path / "ravdess", rng)
+
+
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` imported as a module (the scripts are not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def small_config(data_dir: Path, **overrides) -> Config:

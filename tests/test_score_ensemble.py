@@ -1,21 +1,14 @@
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import benchmark_script
 
 from emotion_cnn.config import EMOTIONS
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "score_ensemble.py"
 
 
 @pytest.fixture(scope="module")
 def score_ensemble():
-    spec = importlib.util.spec_from_file_location("score_ensemble", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("score_ensemble")
 
 
 def predictions(probabilities: np.ndarray, true: list[str], folds: list[int]) -> pd.DataFrame:

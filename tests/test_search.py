@@ -1,23 +1,16 @@
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from conftest import make_dataset, small_config
+from conftest import benchmark_script, make_dataset, small_config
 
 from emotion_cnn import cv
 from emotion_cnn.splits import EMOBOX_TEST_ACTORS, EMOBOX_VAL_ACTORS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search.py"
-
 
 @pytest.fixture(scope="module")
 def search():
-    spec = importlib.util.spec_from_file_location("search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("search")
 
 
 def test_learning_curve_trains_on_a_gender_balanced_subset_and_scores_validation_actors(
