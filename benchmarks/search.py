@@ -7,8 +7,8 @@ Each experiment (a name and a nested override of the default config) runs 6-fold
 cross-validation scored on each fold's validation actors; experiments run in parallel
 processes. An experiment may also set ``train_actors: N`` (train on N of each fold's 16
 training actors: a learning curve) or ``manifest: PATH`` (score the exact split ``prepare``
-wrote, on its test clips: the leak table). Results are appended to ``benchmarks/results_log.jsonl``: settings -> mean
-validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
+wrote, on its test clips: the leak table). Results are appended to
+``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 """
 
 from __future__ import annotations
@@ -85,15 +85,15 @@ def run_one(args):
     settings = dict(overrides)
     manifest = settings.pop("manifest", None)
     train_actors = settings.pop("train_actors", None)
+    if train_actors and evaluate_on != "val":
+        raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
-    if evaluate_on == "val" or train_actors:
+    if evaluate_on == "val":
         cfg.train.train_on_val = False  # the validation actors are scored, so never trained on
     started = time.time()
     if manifest:
         result = score_manifest_split(cfg, X, meta, manifest)
     elif train_actors:
-        if evaluate_on != "val":
-            raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
         result = score_fewer_train_actors(cfg, X, meta, train_actors, folds)
     else:
         predictions = Path(predictions_dir) / f"{name}.csv" if predictions_dir else None

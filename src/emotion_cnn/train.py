@@ -280,7 +280,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
     ema = cfg.train.ema_momentum
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema or 0.99),
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema),
                   loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
