@@ -17,7 +17,9 @@ from conftest import synth_signal
 from emotion_cnn.config import FeatureConfig
 from emotion_cnn.features import (
     AudioError,
+    ShortAudioError,
     SilentAudioError,
+    check_clip,
     clip_features,
     decode,
     fix_length,
@@ -445,3 +447,12 @@ def test_save_png_writes_readable_png_atomically(rng, small_features, folder):
         assert np.all(np.asarray(image.convert("RGB")) == _magma(0.0))
     assert [p.name for p in target.parent.iterdir()] == [target.name]
 
+
+
+def test_check_clip_is_the_rule_for_short_and_silent_clips(rng):
+    speech = synth_signal(rng, emotion=3, sr=16000, seconds=1.0)[:, 0]
+    check_clip(speech, sr=16000)
+    with pytest.raises(ShortAudioError, match="too short"):
+        check_clip(speech[:7000], sr=16000)
+    with pytest.raises(SilentAudioError, match="silent"):
+        check_clip(speech / np.abs(speech).max() * 5e-4, sr=16000)

@@ -35,6 +35,18 @@ def test_normalization_adapts_per_mel_band(rng):
     np.testing.assert_allclose(mean, X.mean(axis=(0, 2)), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("utterance_norm", [True, False])
+def test_utterance_norm_ignores_a_clips_constant_spectrum(rng, utterance_norm):
+    """A per-band offset of one clip (a louder band for the whole clip: a speaker's timbre or
+    a microphone) is removed by the per-clip mean, and only by it."""
+    X = rng.standard_normal((20, 16, 24)).astype("float32")
+    model = build_model((16, 24), 4, ModelConfig(filters=[4, 8], utterance_norm=utterance_norm))
+    adapt_normalization(model, X)
+    offset = rng.uniform(-3, 3, size=(1, 16, 1)).astype("float32")
+    before, after = (np.asarray(model.predict(x, verbose=0)) for x in (X[:4], X[:4] + offset))
+    assert np.allclose(before, after, atol=1e-5) == utterance_norm
+
+
 def test_saved_model_loads_without_the_package(tiny_model, tmp_path):
     """Plain keras.models.load_model, safe mode, in a fresh Python that never imports emotion_cnn."""
     model_path, result = tiny_model

@@ -207,12 +207,16 @@ def test_prepare_reports_bad_inputs_and_goes_on(tmp_path, rng, project_root, cap
         "Actor_03/03-01-06-01-01-01-03.wav": data.EMPTY_FILE,
         "Actor_03/03-01-07-01-01-01-03.wav": data.UNDECODABLE,
         "Actor_03/03-01-08-01-01-01-03.wav": data.SILENT,
+        "Actor_03/03-01-08-02-01-01-03.wav": data.SILENT,  # not zero, but below the silence peak
+        "Actor_03/03-01-08-02-02-01-03.wav": data.TOO_SHORT,
     }
     for rel in list(bad)[:3]:
         write_clip(root / rel, signal, sr=16000)
     (root / "Actor_03" / "03-01-06-01-01-01-03.wav").write_bytes(b"")
     (root / "Actor_03" / "03-01-07-01-01-01-03.wav").write_bytes(rng.bytes(3000))
     write_clip(root / "Actor_03" / "03-01-08-01-01-01-03.wav", np.zeros(8000), sr=16000)
+    write_clip(root / "Actor_03" / "03-01-08-02-01-01-03.wav", signal / np.abs(signal).max() * 5e-4, sr=16000)
+    write_clip(root / "Actor_03" / "03-01-08-02-02-01-03.wav", signal[:4000], sr=16000)
     write_clip(root / "Actor_03" / "03-02-05-01-01-01-03.wav", signal, sr=16000)  # song
     (root / "Actor_03" / ".DS_Store").write_bytes(b"junk")
     (root / "readme.txt").write_text("hello")
@@ -229,7 +233,8 @@ def test_prepare_reports_bad_inputs_and_goes_on(tmp_path, rng, project_root, cap
     assert summary["kept"] == 12
     assert summary["left_out_not_speech"] == 1
     assert summary["skipped"] == {data.ACTOR_MISMATCH: 1, data.BAD_NAME: 1, data.EMPTY_FILE: 1,
-                                  data.SILENT: 1, data.UNDECODABLE: 1, data.UNKNOWN_CODE: 1}
+                                  data.SILENT: 2, data.UNDECODABLE: 1, data.UNKNOWN_CODE: 1,
+                                  data.TOO_SHORT: 1}
     skipped_csv = pd.read_csv(result.split_dir / "skipped.csv")
     assert dict(zip(skipped_csv["path"], skipped_csv["reason"])) == bad
     assert skipped_csv["detail"].notna().all()
@@ -239,8 +244,8 @@ def test_prepare_reports_bad_inputs_and_goes_on(tmp_path, rng, project_root, cap
     for rel, reason in bad.items():
         assert f"skipped {rel}: {reason} (" in err, rel
     assert "left out 1 song/video files" in err
-    for reason in bad.values():
-        assert f"skipped 1: {reason}" in err
+    for reason in set(bad.values()):
+        assert f"skipped {list(bad.values()).count(reason)}: {reason}" in err
     # no picture for a file that was not kept
     assert len(list((project_root / "spectrograms").rglob("*.png"))) == 12
     assert not (project_root / "spectrograms" / "surprised").exists()
@@ -278,7 +283,7 @@ def test_prepare_doubled_layout_keeps_one_copy(tmp_path, rng, capsys):
     assert sum(len(v) for v in _load_split(result.split_dir).values() if v.ndim == 1) == 12
 
 
-def test_prepare_identical_samples_under_two_names(tmp_path, rng, project_root):
+def test_prepare_identical_samples_under_two_names(tmp_path, rng, project_root, monkeypatch):
     root = _small_dataset(tmp_path / "ds", rng)
     shutil.copy(root / "Actor_03" / "03-01-02-01-01-01-03.wav",
                 root / "Actor_03" / "03-01-02-01-01-02-03.wav")
@@ -292,6 +297,14 @@ def test_prepare_identical_samples_under_two_names(tmp_path, rng, project_root):
     pngs = {p.name for p in (project_root / "spectrograms" / "calm").iterdir()}
     assert "03-01-02-01-01-02-03.png" not in pngs  # no picture for the dropped copy
     assert "03-01-02-01-01-01-03.png" in pngs
+
+    Spy(monkeypatch, fail=True)  # a second run does no work: the dropped copy is not redrawn
+    drawn = []
+    monkeypatch.setattr(features, "save_png", lambda logmel, path, **kw: drawn.append(path))
+    again = prepare(small_config(root), progress=False)
+    assert [s.path for s in again.skipped] == [dup.path]
+    assert drawn == []
+    assert "03-01-02-01-01-02-03.png" not in {p.name for p in (project_root / "spectrograms" / "calm").iterdir()}
 
 
 def test_prepare_keep_duplicates_keeps_all(tmp_path, rng, project_root, capsys):
@@ -352,6 +365,20 @@ def test_second_prepare_does_no_work(tmp_path, rng, monkeypatch, project_root):
     _assert_same_split(before, _load_split(second.split_dir))
     pd.testing.assert_frame_equal(first.metadata, second.metadata)
     assert _stamp(png) == png_stamp  # pictures not redrawn
+
+
+def test_pictures_of_clips_gone_from_the_dataset_are_deleted(tmp_path, rng, project_root):
+    root = _small_dataset(tmp_path / "ds", rng)
+    prepare(small_config(root), progress=False)
+    gone = project_root / "spectrograms" / "neutral" / "03-01-01-01-01-01-01.png"
+    assert gone.exists()
+    (root / "Actor_01" / "03-01-01-01-01-01-01.wav").unlink()
+    (project_root / "spectrograms" / "notes.png").write_bytes(b"not ours")
+    second = prepare(small_config(root), progress=False)
+    assert not gone.exists()
+    pngs = sorted(p.stem for p in (project_root / "spectrograms").glob("*/*.png"))
+    assert pngs == sorted(second.metadata["clip_id"])
+    assert (project_root / "spectrograms" / "notes.png").exists()
 
 
 def test_changing_a_feature_setting_recomputes(tmp_path, rng, monkeypatch):

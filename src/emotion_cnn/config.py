@@ -131,6 +131,9 @@ class ModelConfig:
     filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     convs_per_block: int = 1
     pooling: str = "time"  # time: keep frequency position; global: pool time and frequency
+    # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
+    # takes the speaker's (and the microphone's) long-term spectrum out of the input
+    utterance_norm: bool = False
     dropout: float = 0.3
     l2: float = 1e-4
 
@@ -154,6 +157,7 @@ class TrainConfig:
     # >0: the saved weights are a moving average over training steps (of the trainable weights:
     # batch-norm statistics and the per-epoch validation scores are those of the raw weights)
     ema_momentum: float = 0.0
+    label_smoothing: float = 0.0  # share of each target spread evenly over all classes
     # augmentation, training only
     time_masks: int = 1
     time_mask_width: int = 15  # frames

@@ -37,6 +37,7 @@ ACTOR_MISMATCH = "actor folder mismatch"
 EMPTY_FILE = "empty file"
 UNDECODABLE = "undecodable audio"
 SILENT = "silent audio"
+TOO_SHORT = "too short"
 DUPLICATE = "duplicate recording"
 
 

@@ -22,12 +22,20 @@ from emotion_cnn.config import FeatureConfig
 from emotion_cnn.io import atomic_write_bytes
 
 
+MIN_SECONDS = 0.5  # shorter clips hold too little speech to judge
+SILENCE_PEAK = 1e-3  # peak amplitude (full scale 1.0) below which a clip counts as silent
+
+
 class AudioError(ValueError):
     """Audio that cannot be used; the message says why."""
 
 
 class SilentAudioError(AudioError):
     """Audio with no signal to analyse."""
+
+
+class ShortAudioError(AudioError):
+    """Audio too short to judge."""
 
 
 def decode(path: str | Path | io.BytesIO) -> tuple[np.ndarray, int]:
@@ -57,6 +65,29 @@ def pcm_sha256(samples: np.ndarray) -> str:
 def to_mono_float(samples: np.ndarray) -> np.ndarray:
     """``(n_frames, n_channels)`` int16 -> ``(n_frames,)`` float32 in [-1, 1], channels averaged."""
     return (samples.astype(np.float32) / 32768.0).mean(axis=1)
+
+
+def check_clip(y: np.ndarray, *, sr: int) -> None:
+    """The one rule for a usable clip, in training data and in predictions alike.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono float signal in [-1, 1].
+    sr : int
+
+    Raises
+    ------
+    ShortAudioError
+        Shorter than ``MIN_SECONDS``.
+    SilentAudioError
+        Peak below ``SILENCE_PEAK`` of full scale.
+    """
+    if len(y) / sr < MIN_SECONDS:
+        raise ShortAudioError(f"too short ({len(y) / sr:.2f} s; at least {MIN_SECONDS} s needed)")
+    peak = float(np.max(np.abs(y)))
+    if peak < SILENCE_PEAK:
+        raise SilentAudioError(f"silent (peak {peak:.1e} of full scale)")
 
 
 def resample(y: np.ndarray, *, orig_sr: int, sr: int) -> np.ndarray:
@@ -136,7 +167,7 @@ def log_mel_from_config(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def load_mono(path: str | Path, *, sr: int) -> tuple[np.ndarray, str, dict]:
-    """Decode, hash, mix down and resample one file.
+    """Decode, hash, check (:func:`check_clip`), mix down and resample one file.
 
     Returns
     -------
@@ -148,7 +179,9 @@ def load_mono(path: str | Path, *, sr: int) -> tuple[np.ndarray, str, dict]:
     """
     samples, orig_sr = decode(path)
     info = {"orig_sr": orig_sr, "channels": samples.shape[1], "duration": samples.shape[0] / orig_sr}
-    return resample(to_mono_float(samples), orig_sr=orig_sr, sr=sr), pcm_sha256(samples), info
+    y = to_mono_float(samples)
+    check_clip(y, sr=orig_sr)
+    return resample(y, orig_sr=orig_sr, sr=sr), pcm_sha256(samples), info
 
 
 def clip_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

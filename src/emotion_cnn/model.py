@@ -23,7 +23,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), or over time and frequency
-    (``pooling="global"``); then dropout and a softmax layer.
+    (``pooling="global"``); then dropout and a softmax layer. With ``utterance_norm`` each
+    clip's mean per mel band (over its frames) is subtracted after the normalisation.
 
     Parameters
     ----------
@@ -43,6 +44,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel")
     x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
     x = layers.Normalization(axis=1, name="normalize")(x)
+    if config.utterance_norm:
+        clip_mean = layers.AveragePooling2D((1, input_shape[1]), name="clip_mean")(x)
+        x = layers.Subtract(name="subtract_clip_mean")([x, clip_mean])
     for block, filters in enumerate(config.filters, start=1):
         for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,

@@ -18,8 +18,6 @@ from emotion_cnn import features
 from emotion_cnn.config import EMOTIONS, FeatureConfig, paths
 
 AUDIO_TYPES = ("wav", "flac", "mp3", "ogg")  # what libsndfile reads and the app accepts
-MIN_SECONDS = 0.5
-SILENCE_PEAK = 1e-3  # peak amplitude (full scale 1.0) below which a clip counts as silent
 
 
 @dataclass
@@ -90,14 +88,13 @@ def prepare_signal(samples: np.ndarray, sr: int, *, name: str, cfg: FeatureConfi
     Raises
     ------
     features.AudioError
-        Shorter than 0.5 s, or silent.
+        Shorter than 0.5 s, or silent (:func:`features.check_clip`, the rule training data passed).
     """
-    duration = len(samples) / sr
-    if duration < MIN_SECONDS:
-        raise features.AudioError(f"{name}: too short ({duration:.2f} s; at least {MIN_SECONDS} s needed)")
     y = features.to_mono_float(samples)
-    if np.max(np.abs(y)) < SILENCE_PEAK:
-        raise features.SilentAudioError(f"{name}: silent (peak {np.max(np.abs(y)):.1e} of full scale)")
+    try:
+        features.check_clip(y, sr=sr)
+    except features.AudioError as err:
+        raise type(err)(f"{name}: {err}") from None
     return features.resample(y, orig_sr=sr, sr=cfg.sr)
 
 

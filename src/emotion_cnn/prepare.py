@@ -67,6 +67,8 @@ def _process(task: _Task) -> dict:
         features.save_png(logmel, task.png_path, top_db=task.features.top_db)
     except features.SilentAudioError as err:
         result.update(reason=data.SILENT, detail=str(err))
+    except features.ShortAudioError as err:
+        result.update(reason=data.TOO_SHORT, detail=str(err))
     except features.AudioError as err:
         result.update(reason=data.UNDECODABLE, detail=str(err))
     return result
@@ -96,6 +98,14 @@ def _run_tasks(tasks: list[_Task], *, workers: int, progress: bool) -> list[dict
 
 def _png_path(spectrograms: Path, name: data.ClipName) -> Path:
     return spectrograms / name.label / f"{name.clip_id}.png"
+
+
+def _prune_pngs(spectrograms: Path, kept: set[Path]) -> None:
+    """Delete the pictures of clips this run did not keep (dropped copies, files that went
+    bad or away, actors left out): ``spectrograms/`` shows the clips ``metadata.csv`` lists."""
+    for png in spectrograms.glob("*/*.png"):
+        if png.parent.name in EMOTIONS and png not in kept:
+            png.unlink(missing_ok=True)
 
 
 def _load_index(path: Path) -> dict:
@@ -146,14 +156,22 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
     png_key_file = where.spectrograms / ".png-settings"
     png_stale = force or not png_key_file.exists() or png_key_file.read_text() != cfg.features.key()
 
+    known_shas = {}  # from the index, for files unchanged since they were hashed
+    for cand in candidates:
+        entry = index.get(str(cand.path))
+        if entry and entry["size"] == cand.size and entry["mtime_ns"] == cand.mtime_ns:
+            known_shas[cand.path] = entry["sha"]
+    # a known redundant copy (Actor_07's identical pair) is dropped below: no picture to draw
+    known_copies = set() if cfg.keep_duplicates else set(data.find_duplicates(known_shas))
+
     shas: dict[Path, str] = {}
     infos: dict[Path, dict] = {}
     tasks: list[_Task] = []
     for cand in candidates:
+        known = known_shas.get(cand.path)
         entry = index.get(str(cand.path))
-        known = entry["sha"] if entry and entry["size"] == cand.size and entry["mtime_ns"] == cand.mtime_ns else None
         png_path = _png_path(where.spectrograms, cand.name)
-        render = png_stale or not png_path.exists()
+        render = (png_stale or not png_path.exists()) and cand.path not in known_copies
         if known and not force and not render and _feature_file(feature_dir, known).exists():
             shas[cand.path], infos[cand.path] = known, entry["info"]
             continue
@@ -184,12 +202,7 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
             del shas[copy]
 
     by_path = {c.path: c for c in candidates}
-    kept_ids = {by_path[p].name.clip_id for p in shas}
-    for s in skipped:
-        if s.reason == data.DUPLICATE and s.path in by_path:
-            clip = by_path[s.path].name
-            if clip.clip_id not in kept_ids:
-                _png_path(where.spectrograms, clip).unlink(missing_ok=True)
+    _prune_pngs(where.spectrograms, {_png_path(where.spectrograms, by_path[p].name) for p in shas})
 
     meta = _metadata(sorted(shas), by_path, shas, infos, root)
     if meta.empty:
