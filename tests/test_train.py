@@ -172,19 +172,11 @@ def test_weight_average_is_what_the_model_ends_with(synthetic_dataset):
     assert not np.allclose(plain.predict(split.X_test[:4], verbose=0), averaged.predict(split.X_test[:4], verbose=0))
 
 
-def test_label_smoothing_reaches_the_loss(synthetic_dataset):
-    cfg = small_config(synthetic_dataset, train={"epochs": 1, "ensemble": 1, "label_smoothing": 0.1})
-    split = load_split(prepare(cfg, progress=False).split_dir)
-    model, _ = fit(cfg, split, verbose=0)
-    assert model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
-
-
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
                                               ({"ensemble": 0}, "train.ensemble"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
                                               ({"freq_warp": -0.1}, "train.freq_warp"),
                                               ({"ema_momentum": 1.0}, "train.ema_momentum"),
-                                              ({"label_smoothing": 1.0}, "train.label_smoothing"),
                                               ({"ema_momentum": 0.99, "train_on_val": False, "restore_best": True},
                                                "restore_best=false"),
                                               ({"restore_best": True}, "train.train_on_val"),

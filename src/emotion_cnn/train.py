@@ -227,8 +227,6 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
     if not 0 <= cfg.train.ema_momentum < 1:
         raise ValueError(f"train.ema_momentum must be in [0, 1), not {cfg.train.ema_momentum}")
-    if not 0 <= cfg.train.label_smoothing < 1:
-        raise ValueError(f"train.label_smoothing must be in [0, 1), not {cfg.train.label_smoothing}")
     if cfg.train.ema_momentum and cfg.train.restore_best:
         raise ValueError("train.ema_momentum needs train.restore_best=false: restoring an epoch's "
                          "weights would throw the average away")
@@ -283,7 +281,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
     ema = cfg.train.ema_momentum
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
+                  loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
                         callbacks=callbacks, verbose=verbose)
