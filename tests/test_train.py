@@ -187,3 +187,30 @@ def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):
     split = load_split(prepare(cfg, progress=False).split_dir)
     with pytest.raises(ValueError, match=message):
         fit(cfg, split, verbose=0)
+
+
+def test_sidecar_benchmark_is_the_newest_one_of_the_same_settings(project_root):
+    from emotion_cnn.config import Config
+    from emotion_cnn.train import latest_benchmark
+
+    cfg = Config()
+
+    def report(name, *, date, folds=6, **model):
+        config = cfg.to_dict()
+        config["model"].update(model)
+        del config["model"]["utterance_norm"]  # written before that setting existed: its default
+        folder = project_root / "reports" / "benchmarks" / name
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({
+            "protocol": "emobox", "date": date, "config": config, "folds": [{}] * folds,
+            "mean": {"ua": float(len(name))}, "std": {"ua": 1.0}}))
+
+    assert latest_benchmark(cfg) is None
+    report("2026-01-01-aaaa", date="2026-01-01")
+    report("2026-02-01-bbbb", date="2026-02-01", dropout=0.45)  # newer, other settings
+    report("2026-03-01-cccc", date="2026-03-01", folds=2)  # newer, not all folds
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-aaaa"
+    cfg.model.dropout = 0.45
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-02-01-bbbb"
+    cfg.seed = 7
+    assert latest_benchmark(cfg) is None

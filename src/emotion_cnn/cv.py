@@ -139,6 +139,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     # features first: prepare forks workers, which must not inherit a loaded Keras backend
     X, meta = data if data is not None else load_features(cfg)
     started = time.perf_counter()
+    commit = _commit()  # the code that runs: later edits to the checkout must not relabel it
     tasks = [(cfg, fold, evaluate_on, verbose) for fold in folds]
     done = []
     if jobs == 1:
@@ -156,7 +157,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     result = {
         "protocol": "emobox", "evaluated_on": evaluate_on, "folds": rows, **summarise(rows),
         "wall_seconds": round(time.perf_counter() - started, 1), "jobs": jobs,
-        "config": cfg.to_dict(), "hardware": hardware(), "commit": _commit(),
+        "config": cfg.to_dict(), "hardware": hardware(), "commit": commit,
         "date": date.today().isoformat(),
     }
     print(f"mean UA {result['mean']['ua']:.1f} ± {result['std']['ua']:.1f}  WA {result['mean']['wa']:.1f}  "

@@ -334,15 +334,30 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     return TrainResult(run_dir, model, history, result.metrics, result.predictions, result)
 
 
-def latest_benchmark() -> dict | None:
-    """Mean scores of the newest full (6-fold) ``reports/benchmarks/*/metrics.json``."""
-    full = [p for p in sorted(paths().reports.glob("benchmarks/*/metrics.json"))
-            if len(json.loads(p.read_text()).get("folds", [])) == 6]
-    if not full:
+BENCHMARKED_SETTINGS = ("seed", "features", "model", "train")
+
+
+def latest_benchmark(cfg: Config) -> dict | None:
+    """Mean scores of the newest full (6-fold) ``reports/benchmarks/*/metrics.json`` run with
+    the same features, model, training settings and seed as ``cfg``, or ``None``: a figure
+    measured with other settings does not describe this model."""
+    from emotion_cnn.config import config_from_dict
+
+    wanted = {k: v for k, v in cfg.to_dict().items() if k in BENCHMARKED_SETTINGS}
+    matching = []
+    for path in paths().reports.glob("benchmarks/*/metrics.json"):
+        bench = json.loads(path.read_text())
+        try:  # settings added since fill in with their defaults, as when that run was made
+            ran = config_from_dict(bench.get("config")).to_dict()
+        except ValueError:  # a setting since removed
+            continue
+        if len(bench.get("folds", [])) == 6 and {k: ran[k] for k in wanted} == wanted:
+            matching.append((bench.get("date", ""), path.parent.name, path, bench))
+    if not matching:
         return None
-    bench = json.loads(full[-1].read_text())
+    *_, path, bench = max(matching)
     return {"protocol": bench.get("protocol"), "folds": 6, "mean": bench.get("mean"),
-            "std": bench.get("std"), "report": _from_root(full[-1].parent)}
+            "std": bench.get("std"), "report": _from_root(path.parent)}
 
 
 def _from_root(path: Path) -> str:
@@ -375,7 +390,7 @@ def export_model(model: keras.Model, cfg: Config, split: Split, run_dir: Path, m
     """Save ``emotion_cnn_model.keras`` and its ``.json`` sidecar atomically."""
     path = Path(path or paths().model)
     info = model_info(cfg, split, run_dir, metrics)
-    info["cv_metrics"] = latest_benchmark()
+    info["cv_metrics"] = latest_benchmark(cfg)
     save_model_atomic(model, path)
     atomic_write_json(path.with_suffix(".json"), info)
     return path
