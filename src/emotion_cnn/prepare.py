@@ -202,7 +202,6 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
             del shas[copy]
 
     by_path = {c.path: c for c in candidates}
-    _prune_pngs(where.spectrograms, {_png_path(where.spectrograms, by_path[p].name) for p in shas})
 
     meta = _metadata(sorted(shas), by_path, shas, infos, root)
     if meta.empty:
@@ -217,6 +216,7 @@ def prepare(cfg: Config, *, force: bool = False, progress: bool = True,
     summary.update(data_dir=str(root), split_dir=str(out_dir), protocol=split_cfg.protocol,
                    clips_per_split={s: int((meta["split"] == s).sum()) for s in splits.SPLITS})
     _write_split(out_dir, meta, cfg, feature_dir, force=force)
+    _prune_pngs(where.spectrograms, {_png_path(where.spectrograms, by_path[p].name) for p in shas})
     skipped_frame = pd.DataFrame(
         [{"path": _rel(s.path, root), "reason": s.reason, "detail": s.detail}
          for s in sorted(skipped, key=lambda s: str(s.path))],
