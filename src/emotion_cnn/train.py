@@ -335,6 +335,7 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
 
 
 BENCHMARKED_SETTINGS = ("seed", "features", "model", "train")
+SETTINGS_BEFORE_ROUND_5 = {"restore_best": True, "train_on_val": False}
 
 
 def latest_benchmark(cfg: Config) -> dict | None:
@@ -347,8 +348,13 @@ def latest_benchmark(cfg: Config) -> dict | None:
     matching = []
     for path in paths().reports.glob("benchmarks/*/metrics.json"):
         bench = json.loads(path.read_text())
-        try:  # settings added since fill in with their defaults, as when that run was made
-            ran = config_from_dict(bench.get("config")).to_dict()
+        if "config" not in bench:
+            continue
+        # settings added since a report was written take the value those runs had: before
+        # round 5 every run restored its best epoch and held the validation actors out
+        recorded = {**bench["config"], "train": {**SETTINGS_BEFORE_ROUND_5, **bench["config"].get("train", {})}}
+        try:
+            ran = config_from_dict(recorded).to_dict()
         except ValueError:  # a setting since removed
             continue
         if len(bench.get("folds", [])) == 6 and {k: ran[k] for k in wanted} == wanted:
