@@ -375,10 +375,14 @@ def _from_root(path: Path) -> str:
 
 
 def model_info(cfg: Config, split: Split, run_dir: Path, metrics: dict) -> dict:
-    """What a user of the saved model needs: label order, feature settings, provenance."""
+    """What a user of the saved model needs: label order, feature settings, provenance (the
+    model and training settings too: the run folder it names is not committed with the model)."""
+    settings = cfg.to_dict()
     return {
         "labels": split.labels,
-        "features": cfg.to_dict()["features"],
+        "features": settings["features"],
+        "model": settings["model"],
+        "train": settings["train"],
         "input_shape": list(split.X_train.shape[1:]),
         "protocol": split.info["protocol"],
         "split": split.directory.name,
