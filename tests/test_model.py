@@ -20,14 +20,6 @@ def test_build_model_shapes_and_stock_layers():
     assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
 
 
-def test_head_units_add_a_hidden_layer_of_that_width():
-    plain = build_model((32, 63), 8, ModelConfig(filters=[8, 16]))
-    headed = build_model((32, 63), 8, ModelConfig(filters=[8, 16], head_units=24))
-    assert headed.get_layer("head_dense").output.shape == (None, 24)
-    assert headed.get_layer("emotion").kernel.shape == (24, 8)
-    assert "head_dense" not in {layer.name for layer in plain.layers}
-
-
 def test_outputs_are_probabilities(rng):
     model = build_model((32, 63), 5, ModelConfig(filters=[8]))
     probs = np.asarray(model.predict(rng.standard_normal((4, 32, 63)).astype("float32"), verbose=0))

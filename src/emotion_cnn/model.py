@@ -23,8 +23,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), or over time and frequency
-    (``pooling="global"``); then, with ``head_units``, a hidden dense layer (batch norm,
-    ReLU); then dropout and a softmax layer. With ``utterance_norm`` each
+    (``pooling="global"``); then dropout and a softmax layer. With ``utterance_norm`` each
     clip's mean per mel band (over its frames) is subtracted after the normalisation.
 
     Parameters
@@ -32,7 +31,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     input_shape : (n_mels, n_frames)
     num_classes : int
     config : ModelConfig, optional
-        Filters per block, convs per block, pooling, hidden units, dropout and L2 weight decay.
+        Filters per block, convs per block, dropout and L2 weight decay.
 
     Returns
     -------
@@ -68,10 +67,6 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         ])
     else:
         raise ValueError(f"model.pooling must be 'time' or 'global', not {config.pooling!r}")
-    if config.head_units:
-        x = layers.Dense(config.head_units, use_bias=False, kernel_regularizer=l2, name="head_dense")(x)
-        x = layers.BatchNormalization(name="head_bn")(x)
-        x = layers.Activation("relu", name="head_relu")(x)
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
                            name="emotion")(x)
