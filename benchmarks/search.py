@@ -76,7 +76,7 @@ def score_fewer_train_actors(cfg, X, meta, n_actors: int, folds: list[int] | Non
 
 
 def run_one(args):
-    name, overrides, data_path, evaluate_on, folds, predictions_dir = args
+    name, overrides, data_path, evaluate_on, folds, predictions_dir, models_dir = args
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
     from emotion_cnn.config import config_from_dict
     from emotion_cnn.cv import cross_validate
@@ -98,7 +98,8 @@ def run_one(args):
     else:
         predictions = Path(predictions_dir) / f"{name}.csv" if predictions_dir else None
         result = cross_validate(cfg, folds=folds, evaluate_on=evaluate_on, data=(X, meta),
-                                predictions_csv=predictions)
+                                predictions_csv=predictions,
+                                models_dir=Path(models_dir) / name if models_dir else None)
     return {"name": name, "overrides": overrides, "evaluated_on": "test" if manifest else evaluate_on,
             "mean": result["mean"], "std": result["std"], "folds": result["folds"],
             "minutes": round((time.time() - started) / 60, 1), "hardware": result["hardware"]}
@@ -116,14 +117,16 @@ def main() -> int:
     parser.add_argument("--round", default="", help="tag the log rows, e.g. 3")
     parser.add_argument("--predictions", metavar="DIR",
                         help="save each experiment's per-clip probabilities as DIR/<name>.csv")
+    parser.add_argument("--models", metavar="DIR",
+                        help="keep each experiment's fold models as DIR/<name>/fold<N>.keras")
     args = parser.parse_args()
     # `kill` of this process must also end its workers: as an exception, it leaves the `with`
     # block below, which terminates the pool (round 5 lost CPU to orphaned workers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     experiments = yaml.safe_load(Path(args.experiments).read_text())
     names = args.only or list(experiments)
-    jobs = [(n, experiments[n] or {}, args.data, "test" if args.test else "val", args.folds, args.predictions)
-            for n in names]
+    jobs = [(n, experiments[n] or {}, args.data, "test" if args.test else "val", args.folds, args.predictions,
+             args.models) for n in names]
     with multiprocessing.get_context("spawn").Pool(min(args.procs, len(jobs))) as pool:
         for record in pool.imap_unordered(run_one, jobs):
             if args.round:

@@ -47,8 +47,10 @@ def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_ro
     import pandas as pd
 
     cfg = small_config(all_actors_dataset, split={"protocol": "emobox"}, train={"epochs": 1, "train_on_val": False})
-    result = cross_validate(cfg, folds=[3], evaluate_on="val", predictions_csv=tmp_path / "val.csv")
+    result = cross_validate(cfg, folds=[3], evaluate_on="val", predictions_csv=tmp_path / "val.csv",
+                            models_dir=tmp_path / "models")
     assert result["folds"][0]["actors"] == sorted(EMOBOX_VAL_ACTORS[3])
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["fold3.keras"]
     assert not (project_root / "reports").exists()
     saved = pd.read_csv(tmp_path / "val.csv")
     assert sorted(saved["actor"].unique()) == sorted(EMOBOX_VAL_ACTORS[3]) and set(saved["fold"]) == {3}

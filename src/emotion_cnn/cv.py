@@ -74,17 +74,21 @@ def split_from_assignment(X: np.ndarray, meta: pd.DataFrame, assignment: np.ndar
     return Split(Path(name), labels=list(EMOTIONS), manifest=manifest, info=info, **arrays)
 
 
-def train_and_score(cfg: Config, split, *, on: str = "test", verbose: int = 0):
-    """Fit a fresh model on ``split`` and score it on its ``on`` part (``test`` or ``val``).
+def train_and_score(cfg: Config, split, *, on: str = "test", verbose: int = 0,
+                    model_path: Path | None = None):
+    """Fit a fresh model on ``split`` and score it on its ``on`` part (``test`` or ``val``);
+    with ``model_path``, save the model there too.
 
     Returns
     -------
     (Evaluation, history frame)
     """
     from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
-    from emotion_cnn.train import fit
+    from emotion_cnn.train import fit, save_model_atomic
 
     model, history = fit(cfg, split, verbose=verbose)
+    if model_path is not None:
+        save_model_atomic(model, Path(model_path))
     X_eval, y_eval = getattr(split, f"X_{on}"), getattr(split, f"y_{on}")
     part = split.manifest[split.manifest["split"] == on].sort_values("index_in_split")
     return evaluate_predictions(predict_probabilities(model, X_eval), y_eval, split.labels, part), history
@@ -116,14 +120,16 @@ def hardware() -> str:
 
 def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path | None = None,
                    evaluate_on: str = "test", data: tuple[np.ndarray, pd.DataFrame] | None = None,
-                   verbose: int = 0, jobs: int = 1, predictions_csv: Path | None = None) -> dict:
+                   verbose: int = 0, jobs: int = 1, predictions_csv: Path | None = None,
+                   models_dir: Path | None = None) -> dict:
     """Train and score every fold; write the report (``evaluate_on="test"`` only).
 
     ``jobs > 1`` trains that many folds at once in separate processes, the cores shared out
     between them (TensorFlow's and OpenMP's thread pools; JAX on CPU is not limited): on a
     small CPU two one-thread trainings get through more work than one two-thread training. Each fold's seed and data are the same either way.
     ``predictions_csv`` saves every scored clip's class probabilities (with its fold), e.g.
-    to score an ensemble of runs on validation actors afterwards.
+    to score an ensemble of runs on validation actors afterwards. ``models_dir`` keeps each
+    fold's model as ``fold<N>.keras``, e.g. to score test-time settings without training again.
 
     Returns
     -------
@@ -140,7 +146,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     X, meta = data if data is not None else load_features(cfg)
     started = time.perf_counter()
     commit = _commit()  # the code that runs: later edits to the checkout must not relabel it
-    tasks = [(cfg, fold, evaluate_on, verbose) for fold in folds]
+    tasks = [(cfg, fold, evaluate_on, verbose, models_dir) for fold in folds]
     done = []
     if jobs == 1:
         done = [_score_fold(task, X, meta) for task in tasks]
@@ -185,12 +191,14 @@ def summarise(rows: list[dict]) -> dict:
 
 def _score_fold(task, X: np.ndarray, meta: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Train and score one fold: its table row and its predictions."""
-    cfg, fold, evaluate_on, verbose = task
+    cfg, fold, evaluate_on, verbose, models_dir = task
     fold_cfg = copy.deepcopy(cfg)
     fold_cfg.split.protocol, fold_cfg.split.fold = "emobox", fold
     split = fold_split(X, meta, fold_cfg, name=f"emobox-fold{fold}")
     t0 = time.perf_counter()
-    evaluation, history = train_and_score(fold_cfg, split, on=evaluate_on, verbose=verbose)
+    evaluation, history = train_and_score(
+        fold_cfg, split, on=evaluate_on, verbose=verbose,
+        model_path=Path(models_dir) / f"fold{fold}.keras" if models_dir else None)
     seconds = time.perf_counter() - t0
     row = {**fold_row(fold, evaluation.metrics, split.info["actors"][evaluate_on]),
            "epochs": len(history), "seconds": round(seconds, 1)}
