@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emotion_cnn.config import ModelConfig
-from emotion_cnn.model import adapt_normalization, build_model, time_shift_average
+from emotion_cnn.model import adapt_normalization, build_model
 
 
 def test_build_model_shapes_and_stock_layers():
@@ -56,19 +56,6 @@ def test_utterance_norm_ignores_a_clips_constant_spectrum(rng, utterance_norm):
     assert np.allclose(before, after, atol=1e-5) == utterance_norm
 
 
-def test_squeeze_excite_scales_each_channel_by_a_gate(rng):
-    import keras
-
-    model = build_model((16, 24), 4, ModelConfig(filters=[8, 16], squeeze_excite=4))
-    assert model.get_layer("block2_se_reduce").units == 4
-    x = rng.standard_normal((3, 16, 24)).astype("float32")
-    probe = keras.Model(model.input, [model.get_layer(name).output for name in
-                                      ("block1_relu1", "block1_se_gate", "block1_se_scale")])
-    features, gate, scaled = (np.asarray(t) for t in probe.predict(x, verbose=0))
-    assert gate.shape == (3, 1, 1, 8) and ((gate > 0) & (gate < 1)).all()
-    np.testing.assert_allclose(scaled, features * gate, rtol=1e-5, atol=1e-6)
-
-
 def test_deltas_match_librosa_and_stay_fixed(rng):
     import keras
     import librosa
@@ -82,24 +69,6 @@ def test_deltas_match_librosa_and_stay_fixed(rng):
         expected = librosa.feature.delta(normalized[..., 0], width=9, order=order, axis=-1, mode="constant")
         np.testing.assert_allclose(stacked[..., order], expected, atol=1e-5)
     assert not model.get_layer("deltas").trainable_weights
-
-
-def test_time_shift_average_is_the_mean_over_rolled_inputs(rng, tmp_path):
-    import keras
-
-    model = build_model((16, 24), 4, ModelConfig(filters=[4, 8]))
-    adapt_normalization(model, rng.standard_normal((20, 16, 24)).astype("float32") * 5)
-    assert time_shift_average(model, []) is model
-    with pytest.raises(ValueError, match="24-frame input"):
-        time_shift_average(model, [0, 24])
-    averaged = time_shift_average(model, [-3, 0, 2, -22])  # -22 rolls a 24-frame input as 2 does: once
-    x = rng.standard_normal((5, 16, 24)).astype("float32")
-    expected = np.mean([model.predict(np.roll(x, s, axis=-1), verbose=0) for s in (-3, 0, 2)], axis=0)
-    assert not np.allclose(expected, model.predict(x, verbose=0), atol=1e-4)
-    np.testing.assert_allclose(averaged.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
-    averaged.save(tmp_path / "shifted.keras")
-    loaded = keras.models.load_model(tmp_path / "shifted.keras", safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_saved_model_loads_without_the_package(tiny_model, tmp_path):

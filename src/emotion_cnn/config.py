@@ -139,9 +139,6 @@ class ModelConfig:
     # True: the first block also sees each band's first and second time derivative (librosa's
     # 9-frame delta filter), computed inside the model by a fixed convolution
     deltas: bool = False
-    # >0: squeeze-and-excitation after each block's convolutions, its bottleneck this many
-    # times narrower than the block: each clip reweights its own channels
-    squeeze_excite: int = 0
     dropout: float = 0.1  # round 6: 0.1 was +0.7 validation UA over 0.3; 0.5 was -7 (round 1)
     l2: float = 1e-4
 
@@ -158,9 +155,6 @@ class TrainConfig:
     class_weights: bool = True
     label_smoothing: float = 0.0  # share of each target spread evenly over all classes
     ensemble: int = 2  # models trained with seeds seed, seed+1, ...; their probabilities averaged
-    # frames: the saved model averages its probabilities over these circular time shifts of
-    # its input (test-time augmentation, inside the model); [] scores the input as it is
-    test_time_shifts: list[int] = field(default_factory=list)
     restore_best: bool = False  # True: keep the epoch of lowest validation loss; False: the last one
     # True: train on the training + validation actors for exactly `epochs` epochs and keep the
     # last one: 4 more speakers (+5.4 validation UA from 12 to 16 training actors, round 5), at

@@ -19,9 +19,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                 config: ModelConfig | None = None) -> keras.Model:
     """A 2-D CNN over a log-mel spectrogram.
 
-    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), with
-    ``squeeze_excite`` a channel gate, then 2x2 max pooling (over time only, 1x2, in the
-    last ``keep_freq_blocks`` blocks).
+    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling
+    (over time only, 1x2, in the last ``keep_freq_blocks`` blocks).
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), or over time and frequency
@@ -57,8 +56,6 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                               name=f"block{block}_conv{conv}")(x)
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
-        if config.squeeze_excite:
-            x = squeeze_excite(x, reduction=config.squeeze_excite, name=f"block{block}_se")
         time_only = block > len(config.filters) - config.keep_freq_blocks
         x = layers.MaxPooling2D((1, 2) if time_only else 2, name=f"block{block}_pool")(x)
     if config.pooling == "time":
@@ -100,53 +97,7 @@ def with_deltas(x, *, width: int):
     return stacked
 
 
-def squeeze_excite(x, *, reduction: int, name: str):
-    """Channel attention (Hu et al., 2018): each channel of ``x`` ``(batch, freq, time,
-    channels)`` scaled by a gate in (0, 1) computed from the clip's channel means."""
-    channels = x.shape[-1]
-    gate = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_squeeze")(x)
-    gate = layers.Dense(max(1, channels // reduction), activation="relu", name=f"{name}_reduce")(gate)
-    gate = layers.Dense(channels, activation="sigmoid", name=f"{name}_gate")(gate)
-    return layers.Multiply(name=f"{name}_scale")([x, gate])
-
-
 def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
     """Set the model's per-mel-band normalisation from training features ``(n, n_mels, n_frames)``."""
     model.get_layer("normalize").adapt(np.asarray(X_train, dtype=np.float32)[..., None])
 
-
-def time_shift_average(model: keras.Model, shifts: list[int]) -> keras.Model:
-    """One model whose output is the mean of ``model``'s probabilities over circular time
-    shifts of its input (test-time augmentation); ``[]`` returns ``model`` as it is.
-
-    A shift of ``s`` frames is ``np.roll(x, s, axis=-1)``, the same shift training draws
-    (``train.max_shift``). Built from cropping and concatenation layers, so the result still
-    loads in safe mode without this package.
-
-    Parameters
-    ----------
-    model : keras.Model
-        Input ``(batch, n_mels, n_frames)``, output ``(batch, num_classes)``.
-    shifts : list of int
-        Frames; include 0 to keep the unshifted input among the averaged views.
-    """
-    if not shifts:
-        return model
-    n_mels, n_frames = model.input_shape[1:]
-    if any(abs(s) >= n_frames for s in shifts):
-        raise ValueError(f"time shifts {shifts} must be shorter than the {n_frames}-frame input")
-    inner = keras.Model(model.input, model.output, name="emotion_cnn_unshifted")
-    inputs = keras.Input(shape=(n_mels, n_frames), name="log_mel")
-    image = layers.Reshape((n_mels, n_frames, 1), name="shift_channel")(inputs)
-    views = []
-    for shift in dict.fromkeys(s % n_frames for s in shifts):
-        if shift == 0:
-            views.append(inner(inputs))
-            continue
-        tag = f"shift{shift}"
-        wrapped = layers.Cropping2D(((0, 0), (n_frames - shift, 0)), name=f"{tag}_tail")(image)
-        rest = layers.Cropping2D(((0, 0), (0, shift)), name=f"{tag}_head")(image)
-        rolled = layers.Concatenate(axis=2, name=f"{tag}_roll")([wrapped, rest])
-        views.append(inner(layers.Reshape((n_mels, n_frames), name=f"{tag}_view")(rolled)))
-    outputs = views[0] if len(views) == 1 else layers.Average(name="emotion")(views)
-    return keras.Model(inputs, outputs, name=f"{model.name}_shift_averaged")

@@ -23,7 +23,7 @@ from keras import layers
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
 from emotion_cnn.io import atomic_save_csv, atomic_write_json
-from emotion_cnn.model import adapt_normalization, build_model, time_shift_average
+from emotion_cnn.model import adapt_normalization, build_model
 
 
 @dataclass
@@ -212,8 +212,7 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     Returns
     -------
     (keras.Model, pd.DataFrame)
-        The model (with several members, one model that averages their probabilities; with
-        ``train.test_time_shifts``, averaged over those shifts of its input too) and the
+        The model (with several members, one model that averages their probabilities) and the
         history: one row per epoch and member, with ``member`` (1-based) and ``epoch``.
     """
     for name in ("train", "val"):
@@ -234,10 +233,6 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     if cfg.train.train_on_val and (cfg.train.restore_best or cfg.train.schedule != "cosine"):
         raise ValueError("train.train_on_val leaves no validation loss to choose by: it needs "
                          "train.restore_best=false and train.schedule=cosine")
-    n_frames = split.X_train.shape[-1]
-    if any(abs(s) >= n_frames for s in cfg.train.test_time_shifts):
-        raise ValueError(f"train.test_time_shifts {cfg.train.test_time_shifts} must be shorter "
-                         f"than the {n_frames}-frame input")
     members, frames = [], []
     for member in range(1, cfg.train.ensemble + 1):
         # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
@@ -250,8 +245,7 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         frame.insert(0, "member", member)
         members.append(model)
         frames.append(frame)
-    model = time_shift_average(average_models(members), cfg.train.test_time_shifts)
-    return model, pd.concat(frames, ignore_index=True)
+    return average_models(members), pd.concat(frames, ignore_index=True)
 
 
 def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str):
