@@ -56,21 +56,6 @@ def test_utterance_norm_ignores_a_clips_constant_spectrum(rng, utterance_norm):
     assert np.allclose(before, after, atol=1e-5) == utterance_norm
 
 
-def test_deltas_match_librosa_and_stay_fixed(rng):
-    import keras
-    import librosa
-
-    model = build_model((16, 40), 4, ModelConfig(filters=[4], deltas=True))
-    adapt_normalization(model, rng.standard_normal((20, 16, 40)).astype("float32") * 3)
-    x = rng.standard_normal((2, 16, 40)).astype("float32")
-    normalized, stacked = (np.asarray(t) for t in keras.Model(
-        model.input, [model.get_layer("normalize").output, model.get_layer("with_deltas").output]).predict(x, verbose=0))
-    for order in (1, 2):
-        expected = librosa.feature.delta(normalized[..., 0], width=9, order=order, axis=-1, mode="constant")
-        np.testing.assert_allclose(stacked[..., order], expected, atol=1e-5)
-    assert not model.get_layer("deltas").trainable_weights
-
-
 def test_saved_model_loads_without_the_package(tiny_model, tmp_path):
     """Plain keras.models.load_model, safe mode, in a fresh Python that never imports emotion_cnn."""
     model_path, result = tiny_model

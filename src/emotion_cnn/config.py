@@ -136,9 +136,6 @@ class ModelConfig:
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input
     utterance_norm: bool = False
-    # True: the first block also sees each band's first and second time derivative (librosa's
-    # 9-frame delta filter), computed inside the model by a fixed convolution
-    deltas: bool = False
     dropout: float = 0.1  # round 6: 0.1 was +0.7 validation UA over 0.3; 0.5 was -7 (round 1)
     l2: float = 1e-4
 

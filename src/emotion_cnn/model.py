@@ -48,8 +48,6 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     if config.utterance_norm:
         clip_mean = layers.AveragePooling2D((1, input_shape[1]), name="clip_mean")(x)
         x = layers.Subtract(name="subtract_clip_mean")([x, clip_mean])
-    if config.deltas:
-        x = with_deltas(x, width=9)
     for block, filters in enumerate(config.filters, start=1):
         for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,
@@ -75,26 +73,6 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
                            name="emotion")(x)
     return keras.Model(inputs, outputs, name="emotion_cnn")
-
-
-def delta_kernel(width: int) -> np.ndarray:
-    """Rows: the first and second derivative filters along time, as ``librosa.feature.delta``
-    (Savitzky-Golay, order 2) applies them away from the edges; shape ``(2, width)``."""
-    from scipy.signal import savgol_coeffs
-
-    # convolution flips the filter; a Conv2D layer correlates, so flip it back
-    return np.stack([savgol_coeffs(width, 2, deriv=order, use="conv")[::-1] for order in (1, 2)])
-
-
-def with_deltas(x, *, width: int):
-    """``x`` ``(batch, n_mels, n_frames, 1)`` with its deltas and delta-deltas as channels 2
-    and 3: a fixed (untrained) convolution along time, zero-padded at the edges."""
-    kernel = delta_kernel(width).T[None, :, None, :].astype(np.float32)  # (1, width, 1, 2)
-    derivatives = layers.Conv2D(2, (1, width), padding="same", use_bias=False, trainable=False,
-                                name="deltas")
-    stacked = layers.Concatenate(name="with_deltas")([x, derivatives(x)])
-    derivatives.set_weights([kernel])
-    return stacked
 
 
 def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
