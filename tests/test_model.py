@@ -20,15 +20,6 @@ def test_build_model_shapes_and_stock_layers():
     assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
 
 
-def test_last_blocks_can_keep_the_mel_resolution():
-    import keras
-
-    model = build_model((32, 64), 8, ModelConfig(filters=[4, 8, 16], keep_freq_blocks=2))
-    shapes = [keras.Model(model.input, model.get_layer(f"block{b}_pool").output).output_shape for b in (1, 2, 3)]
-    assert shapes == [(None, 16, 32, 4), (None, 16, 16, 8), (None, 16, 8, 16)]
-    assert model.get_layer("emotion").kernel.shape == (2 * 16 * 16, 8)  # mean and max per band and channel
-
-
 def test_outputs_are_probabilities(rng):
     model = build_model((32, 63), 5, ModelConfig(filters=[8]))
     probs = np.asarray(model.predict(rng.standard_normal((4, 32, 63)).astype("float32"), verbose=0))

@@ -130,8 +130,6 @@ class SplitConfig:
 class ModelConfig:
     filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     convs_per_block: int = 1
-    # the last this many blocks max-pool over time only, so the classifier sees finer mel bands
-    keep_freq_blocks: int = 0
     pooling: str = "time"  # time: keep frequency position; global: pool time and frequency
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input

@@ -19,8 +19,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                 config: ModelConfig | None = None) -> keras.Model:
     """A 2-D CNN over a log-mel spectrogram.
 
-    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling
-    (over time only, 1x2, in the last ``keep_freq_blocks`` blocks).
+    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU) then 2x2 max pooling.
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), or over time and frequency
@@ -54,8 +53,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                               name=f"block{block}_conv{conv}")(x)
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
-        time_only = block > len(config.filters) - config.keep_freq_blocks
-        x = layers.MaxPooling2D((1, 2) if time_only else 2, name=f"block{block}_pool")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     if config.pooling == "time":
         frames = x.shape[2]
         x = layers.Concatenate(name="stats_pool")([
