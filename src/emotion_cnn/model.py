@@ -76,4 +76,3 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
 def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
     """Set the model's per-mel-band normalisation from training features ``(n, n_mels, n_frames)``."""
     model.get_layer("normalize").adapt(np.asarray(X_train, dtype=np.float32)[..., None])
-
