@@ -8,11 +8,6 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # folds trained at once by bench-accuracy: two 1-thread trainings beat one 2-thread on 2 cores
 JOBS ?= 2
-# glibc hands freed heap memory back to the kernel between training steps, so each step
-# page-faults its tensors in again. 256 MiB of heap padding cut a training's kernel time from
-# 22 s to 3 s over 3 epochs on this project's VM (2026-11-25; a higher trim or mmap threshold
-# alone did not), though not all of that day's page faults (benchmarks/README.md, round 7).
-export MALLOC_TOP_PAD_ ?= 268435456
 
 .PHONY: install run test prepare train cv app bench-prepare bench-accuracy clean
 
