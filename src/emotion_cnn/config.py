@@ -168,8 +168,6 @@ class TrainConfig:
     mixup_alpha: float = 0.2  # 0 disables mixup
     time_stretch: float = 0.0  # max relative tempo change, e.g. 0.1: 0.9x..1.1x
     freq_warp: float = 0.0  # max relative scaling of the mel-band index (moves bands up or down)
-    spectral_tilt: float = 0.0  # max dB added at the top band and taken off at the lowest (or the reverse)
-    floor_raise: float = 0.0  # max dB the silence floor is raised by, hiding the quietest detail
 
 
 @dataclass

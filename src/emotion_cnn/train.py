@@ -154,11 +154,6 @@ class AugmentedBatches(keras.utils.PyDataset):
             if cfg.freq_warp:
                 factor = 1 + rng.uniform(-cfg.freq_warp, cfg.freq_warp)
                 x[i] = warp(x[i], factor, axis=0, anchor=0.0, floor=self.floor)
-            if cfg.spectral_tilt:
-                tilt = rng.uniform(-cfg.spectral_tilt, cfg.spectral_tilt)
-                x[i] += (tilt * np.linspace(-1, 1, n_mels, dtype=np.float32))[:, None]
-            if cfg.floor_raise:
-                x[i] = np.maximum(x[i], self.floor + rng.uniform(0, cfg.floor_raise))
             if cfg.max_shift:
                 x[i] = np.roll(x[i], rng.integers(-cfg.max_shift, cfg.max_shift + 1), axis=1)
             for _ in range(cfg.time_masks):
