@@ -20,13 +20,6 @@ def test_build_model_shapes_and_stock_layers():
     assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
 
 
-def test_deep_blocks_add_one_conv_to_the_last_blocks_only():
-    model = build_model((32, 63), 8, ModelConfig(filters=[8, 16, 32], convs_per_block=1, deep_blocks=2))
-    convs = sorted(layer.name for layer in model.layers if type(layer).__name__ == "Conv2D")
-    assert convs == ["block1_conv1", "block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2"]
-    assert model.output_shape == (None, 8)
-
-
 def test_outputs_are_probabilities(rng):
     model = build_model((32, 63), 5, ModelConfig(filters=[8]))
     probs = np.asarray(model.predict(rng.standard_normal((4, 32, 63)).astype("float32"), verbose=0))

@@ -3,11 +3,11 @@
 Keras on TensorFlow frees a step's activations (about 200 MB a step for the default model with
 batch 32) and allocates them again in the next step. TensorFlow's CPU allocator takes them from
 glibc, which returns blocks over 128 kB to the kernel on free (TensorFlow even sets glibc's trim
-threshold to 128 kB), so every step faulted its memory in again page by page: 1.6 million
-minor page faults and about 5 s of kernel time per epoch of 960 clips on this project's VM
+threshold to 128 kB), so every step faulted its memory in again page by page: 2.8 million
+minor page faults and 8 s of kernel time per epoch of 960 clips on this project's VM
 (``benchmarks/README.md``, round 8), and far more on days when its page faults are slow.
 TensorFlow's caching (BFC) allocator on the CPU, plus glibc settings for what numpy allocates
-around it, bring that to about 1,500 faults an epoch. Importing :mod:`emotion_cnn` applies
+around it, bring that to about 1,300 faults an epoch. Importing :mod:`emotion_cnn` applies
 both, so notebooks, the CLI and benchmark workers all train this way.
 """
 

@@ -130,7 +130,6 @@ class SplitConfig:
 class ModelConfig:
     filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     convs_per_block: int = 1
-    deep_blocks: int = 0  # the last this many blocks get one more conv layer (cheap: their maps are small)
     pooling: str = "time"  # time: keep frequency position; global: pool time and frequency
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input

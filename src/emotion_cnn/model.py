@@ -19,8 +19,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                 config: ModelConfig | None = None) -> keras.Model:
     """A 2-D CNN over a log-mel spectrogram.
 
-    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), one more in the last
-    ``deep_blocks`` blocks, then 2x2 max pooling.
+    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling.
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), or over time and frequency
@@ -49,8 +48,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         clip_mean = layers.AveragePooling2D((1, input_shape[1]), name="clip_mean")(x)
         x = layers.Subtract(name="subtract_clip_mean")([x, clip_mean])
     for block, filters in enumerate(config.filters, start=1):
-        deep = block > len(config.filters) - config.deep_blocks
-        for conv in range(1, config.convs_per_block + 1 + deep):
+        for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,
                               name=f"block{block}_conv{conv}")(x)
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
