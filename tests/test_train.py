@@ -1,13 +1,18 @@
 import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import small_config
 
+from emotion_cnn import train as train_module
 from emotion_cnn.config import TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import AugmentedBatches, class_weights, fit, load_split, warp
+from emotion_cnn.train import AugmentedBatches, class_weights, fit, load_split, new_run_dir, warp
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -248,3 +253,18 @@ def test_sidecar_benchmark_reads_old_reports_as_they_ran(project_root):
     assert latest_benchmark(cfg) is None
     cfg.train.train_on_val, cfg.train.restore_best = False, True
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-old"
+
+
+def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeypatch):
+    class FrozenClock:
+        @staticmethod
+        def now():
+            return datetime(2026, 11, 25, 19, 51, 17)
+
+    monkeypatch.setattr(train_module, "datetime", FrozenClock)
+    split = SimpleNamespace(directory=Path("splits/emobox-fold1"))
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: new_run_dir(split, runs_dir=tmp_path), range(16)))
+    names = sorted(folder.name for folder in folders)
+    assert len(set(names)) == 16 and all(folder.is_dir() for folder in folders)
+    assert "20261125-195117-emobox-fold1" in names and "20261125-195117-emobox-fold1-16" in names

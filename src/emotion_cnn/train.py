@@ -198,12 +198,15 @@ class TrainResult:
 def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = (runs_dir or paths().runs) / f"{stamp}-{split.directory.name}"
+    base.parent.mkdir(parents=True, exist_ok=True)
     run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True)
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir()  # atomic: two trainings started in the same second get two folders
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
 
 
 def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int | str = "auto"):
