@@ -27,6 +27,7 @@ def main() -> int:
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, "1")
     if args.plain:
+        os.environ.pop("TF_CPU_ALLOCATOR_USE_BFC", None)  # a parent that imported emotion_cnn set it
         stub = types.ModuleType("emotion_cnn.allocator")
         stub.keep_freed_memory = lambda: False
         sys.modules["emotion_cnn.allocator"] = stub
@@ -45,6 +46,9 @@ def main() -> int:
     y = keras.utils.to_categorical(rng.integers(0, 8, len(X)), 8)
 
     class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+
         def __len__(self):
             return len(X) // 32
 
