@@ -1,6 +1,6 @@
 """Keep a training step's freed tensors in the process instead of handing them to the kernel.
 
-Keras on TensorFlow frees a step's activations (about 200 MB a step for the default model with
+Keras on TensorFlow frees a step's activations (some 400 MB a step for the default model with
 batch 32) and allocates them again in the next step. TensorFlow's CPU allocator takes them from
 glibc, which returns blocks over 128 kB to the kernel on free (TensorFlow's data pipeline also
 sets glibc's trim threshold to 128 kB: it logs "Memory patch applied: M_TRIM_THRESHOLD=128 kb
