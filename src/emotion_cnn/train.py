@@ -110,8 +110,8 @@ def warp(x: np.ndarray, factor: float, *, axis: int, anchor: float, floor: float
 
 
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled training batches with tempo and mel-axis warps, spectral tilt, a raised
-    silence floor, SpecAugment-style masks, time shifts and mixup.
+    """Shuffled training batches with tempo and mel-axis warps, SpecAugment-style masks,
+    time shifts and mixup.
 
     Yields ``(x, y_onehot, sample_weight)``. Augmentation lives here, outside the model,
     so the saved model holds stock layers only and does nothing random at inference.
