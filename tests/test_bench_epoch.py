@@ -1,0 +1,25 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_epoch.py"
+
+
+def bench_epoch(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--clips", "64", "--epochs", "2",
+                           "--set", "model.filters=[4, 8]", *args],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("plain, allocator", [(False, "true"), (True, "(unset)")])
+def test_reports_each_epoch_of_the_chosen_model_with_or_without_the_allocator(plain, allocator):
+    out = bench_epoch(*(["--plain"] if plain else []))
+    assert f"64 clips (64, 151), TF_CPU_ALLOCATOR_USE_BFC={allocator}" in out
+    epochs = re.findall(r"^epoch (\d): [\d.]+ s wall, user [\d.]+ s, kernel [\d.]+ s, \d+ page faults$",
+                        out, flags=re.MULTILINE)
+    assert epochs == ["1", "2"]
