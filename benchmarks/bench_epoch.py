@@ -67,6 +67,7 @@ def main() -> int:
     model = build_model(shape, 8, cfg.model)
     model.compile("adam", "categorical_crossentropy")
     print(f"{'plain' if args.plain else 'emotion_cnn.allocator'}: {len(X)} clips {shape}, "
+          f"{model.count_params()} parameters, "
           f"TF_CPU_ALLOCATOR_USE_BFC={os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', '(unset)')}")
     model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[Report()])
     return 0

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from emotion_cnn.config import FeatureConfig, ModelConfig
+from emotion_cnn.model import build_model
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_epoch.py"
 
 
@@ -19,7 +22,9 @@ def bench_epoch(*args: str) -> str:
 @pytest.mark.parametrize("plain, allocator", [(False, "true"), (True, "(unset)")])
 def test_reports_each_epoch_of_the_chosen_model_with_or_without_the_allocator(plain, allocator):
     out = bench_epoch(*(["--plain"] if plain else []))
-    assert f"64 clips (64, 151), TF_CPU_ALLOCATOR_USE_BFC={allocator}" in out
+    shape = (FeatureConfig().n_mels, FeatureConfig().n_frames)
+    parameters = build_model(shape, 8, ModelConfig(filters=[4, 8])).count_params()  # --set took
+    assert f"64 clips {shape}, {parameters} parameters, TF_CPU_ALLOCATOR_USE_BFC={allocator}" in out
     epochs = re.findall(r"^epoch (\d): [\d.]+ s wall, user [\d.]+ s, kernel [\d.]+ s, \d+ page faults$",
                         out, flags=re.MULTILINE)
     assert epochs == ["1", "2"]
