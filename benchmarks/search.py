@@ -6,7 +6,8 @@
 Each experiment (a name and a nested override of the default config) runs 6-fold
 cross-validation scored on each fold's validation actors; experiments run in parallel
 processes. An experiment may also set ``train_actors: N`` (train on N of each fold's 16
-training actors: a learning curve) or ``manifest: PATH`` (score the exact split ``prepare``
+training actors: a learning curve), ``speaker_norm: true`` (features shifted per actor by
+:func:`normalise_per_speaker`) or ``manifest: PATH`` (score the exact split ``prepare``
 wrote, on its test clips: the leak table). Results are appended to
 ``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 """
@@ -31,6 +32,30 @@ def load_exported(path: str):
     data = np.load(path, allow_pickle=False)
     meta = pd.read_csv(Path(path).with_suffix(".csv"))
     return data["X"].astype(np.float32), meta
+
+
+def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) -> np.ndarray:
+    """Each actor's clips shifted, per mel band, so that the actor's mean level over all their
+    sounding bins (above ``floor``) equals the mean over every actor: the speaker's long-term
+    spectrum taken out, each clip's own level kept. Uses every clip of an actor, labels unseen,
+    so at prediction time it needs a batch of clips from the same speaker.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, n_mels, n_frames)
+    actors : np.ndarray, shape (n,)
+    """
+    sounding = X > floor
+    def band_mean(rows):
+        return (np.where(sounding[rows], X[rows], 0).sum(axis=(0, 2))
+                / np.maximum(sounding[rows].sum(axis=(0, 2)), 1))
+    overall = np.mean([band_mean(actors == a) for a in np.unique(actors)], axis=0)
+    out = X.copy()
+    for actor in np.unique(actors):
+        rows = actors == actor
+        shifted = X[rows] - (band_mean(rows) - overall)[None, :, None]
+        out[rows] = np.where(sounding[rows], np.clip(shifted, floor, 0.0), floor)
+    return out
 
 
 def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
@@ -85,9 +110,12 @@ def run_one(args):
     settings = dict(overrides)
     manifest = settings.pop("manifest", None)
     train_actors = settings.pop("train_actors", None)
+    speaker_norm = settings.pop("speaker_norm", False)
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
+    if speaker_norm:
+        X = normalise_per_speaker(X, meta["actor"].to_numpy(), floor=-cfg.features.top_db)
     if evaluate_on == "val":
         cfg.train.train_on_val = False  # the validation actors are scored, so never trained on
     started = time.time()

@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import benchmark_script, make_dataset, small_config
@@ -37,3 +38,23 @@ def test_learning_curve_trains_on_a_gender_balanced_subset_and_scores_validation
         assert len(split.y_train) == 6 * 8 and len(split.y_val) == 4 * 8
     again = search.score_fewer_train_actors(cfg, X, meta, 6, [2, 5])
     assert [r["train_actors"] for r in again["folds"]] == [r["train_actors"] for r in result["folds"]]
+
+
+def test_speaker_normalisation_aligns_each_actors_band_levels_and_keeps_silence(search, rng):
+    floor = -80.0
+    X = rng.uniform(-60, -10, size=(12, 6, 20)).astype("float32")
+    actors = np.repeat([1, 2, 3], 4)
+    X[actors == 2] += np.linspace(-8, 8, 6)[None, :, None].astype("float32")  # a brighter voice
+    X[:, :, :3] = floor  # padding
+    normalised = search.normalise_per_speaker(X, actors, floor=floor)
+
+    def band_levels(Z, actor):
+        return Z[actors == actor][:, :, 3:].mean(axis=(0, 2))
+
+    before = np.std([band_levels(X, a) for a in (1, 2, 3)], axis=0)
+    after = np.std([band_levels(normalised, a) for a in (1, 2, 3)], axis=0)
+    assert before.max() > 4 and after.max() < 1e-3
+    assert (normalised[:, :, :3] == floor).all() and normalised.max() <= 0
+    # within an actor every clip moves by the same amount: clip-to-clip differences survive
+    np.testing.assert_allclose(np.diff(normalised[actors == 1][:, :, 3:], axis=0),
+                               np.diff(X[actors == 1][:, :, 3:], axis=0), atol=1e-4)

@@ -267,3 +267,49 @@ def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeyp
     # another training creating the folder between a check and the mkdir: mkdir itself must decide
     monkeypatch.setattr(Path, "exists", lambda self: False)
     assert new_run_dir(split, runs_dir=tmp_path).name == "20261125-195117-emobox-fold1-3"
+
+
+def test_speaker_adversary_trains_through_reversal_and_saves_the_emotion_model_only(synthetic_dataset, tmp_path):
+    import keras
+
+    from emotion_cnn.train import GradientReversal, ReversalRamp, split_actors
+
+    reversal = GradientReversal()
+    reversal.strength.assign(0.5)
+    x = keras.ops.convert_to_tensor(np.array([1.0, 2.0], "float32"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reversal(x)), [1.0, 2.0])
+    ramp = ReversalRamp(reversal, peak=0.3, epochs=11)
+    strengths = []
+    for epoch in range(11):
+        ramp.on_epoch_begin(epoch)
+        strengths.append(float(keras.ops.convert_to_numpy(reversal.strength)))
+    assert strengths[0] == 0 and strengths[-1] == pytest.approx(0.3, rel=1e-3) and strengths == sorted(strengths)
+
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 1, "train_on_val": False,
+                                                 "speaker_adversary": 0.3})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    assert set(split_actors(split, "train")) == {3, 4, 5, 6} and set(split_actors(split, "val")) == {2}
+    model, history = fit(cfg, split, verbose=0)
+    assert {"accuracy", "val_accuracy", "speaker_loss", "val_emotion_loss"} <= set(history.columns)
+    assert model.name == "emotion_cnn" and len(model.outputs) == 1
+    assert not {"gradient_reversal", "speaker"} & {layer.name for layer in model.layers}
+    cfg.train.speaker_adversary = 30.0  # same seed and batches: only the reversal's strength differs
+    stronger, _ = fit(cfg, split, verbose=0)
+    assert not np.allclose(stronger.predict(split.X_test[:4], verbose=0), model.predict(split.X_test[:4], verbose=0),
+                           atol=1e-4)
+    model.save(tmp_path / "adversary.keras")
+    loaded = keras.models.load_model(tmp_path / "adversary.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(split.X_test[:4], verbose=0),
+                               model.predict(split.X_test[:4], verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_speaker_adversary_gets_one_speaker_target_per_clip_mixed_like_the_emotions(rng):
+    X = rng.normal(size=(8, 16, 40)).astype("float32")
+    y = np.arange(8) % 4
+    speakers = y.copy()  # speaker = emotion here, so their mixed targets must match exactly
+    cfg = TrainConfig(batch_size=8, mixup_alpha=0.2, time_masks=0, freq_masks=0, max_shift=0)
+    _, targets, _ = AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=1, speakers=speakers)[0]
+    assert set(targets) == {"emotion", "speaker"} and targets["speaker"].shape == (8, 4)
+    np.testing.assert_allclose(targets["speaker"].sum(axis=1), 1, rtol=1e-6)
+    assert not np.isin(targets["speaker"], (0, 1)).all()  # mixed
+    np.testing.assert_array_equal(targets["speaker"], targets["emotion"])

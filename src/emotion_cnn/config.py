@@ -158,6 +158,10 @@ class TrainConfig:
     # >0: the saved weights are a moving average over training steps (of the trainable weights:
     # batch-norm statistics and the per-epoch validation scores are those of the raw weights)
     ema_momentum: float = 0.0
+    # >0: during training a speaker classifier reads the pooled features through a gradient
+    # reversal, so the CNN learns features that do not tell the training actors apart; its
+    # reversed gradient is scaled by this, ramped up from 0 over the epochs (Ganin et al. 2016)
+    speaker_adversary: float = 0.0
     # augmentation, training only
     time_masks: int = 1
     time_mask_width: int = 15  # frames
