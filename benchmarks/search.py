@@ -38,7 +38,9 @@ def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) ->
     """Each actor's clips shifted, per mel band, so that the actor's mean level over all their
     sounding bins (above ``floor``) equals the mean over every actor: the speaker's long-term
     spectrum taken out, each clip's own level kept. Uses every clip of an actor, labels unseen,
-    so at prediction time it needs a batch of clips from the same speaker.
+    so at prediction time it needs a batch of clips from the same speaker. The shared level is
+    the mean over all actors given, test actors included (unlabelled, like their own means):
+    the model's input normalisation re-centres each band on the training clips anyway.
 
     Parameters
     ----------
@@ -46,14 +48,17 @@ def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) ->
     actors : np.ndarray, shape (n,)
     """
     sounding = X > floor
-    def band_mean(rows):
-        return (np.where(sounding[rows], X[rows], 0).sum(axis=(0, 2))
-                / np.maximum(sounding[rows].sum(axis=(0, 2)), 1))
-    overall = np.mean([band_mean(actors == a) for a in np.unique(actors)], axis=0)
+
+    def band_mean(rows):  # a band that never sounds keeps its level: shifted by 0
+        counts = sounding[rows].sum(axis=(0, 2))
+        sums = np.where(sounding[rows], X[rows], 0).sum(axis=(0, 2))
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    overall = np.nanmean([band_mean(actors == a) for a in np.unique(actors)], axis=0)
     out = X.copy()
     for actor in np.unique(actors):
         rows = actors == actor
-        shifted = X[rows] - (band_mean(rows) - overall)[None, :, None]
+        shift = np.nan_to_num(band_mean(rows) - overall)
+        shifted = X[rows] - shift[None, :, None]
         out[rows] = np.where(sounding[rows], np.clip(shifted, floor, 0.0), floor)
     return out
 

@@ -93,17 +93,6 @@ def test_model_code_runs_on_jax(tmp_path):
         model.save({str(tmp_path / 'm.keras')!r})
         again = keras.models.load_model({str(tmp_path / 'm.keras')!r})
         np.testing.assert_allclose(again.predict(X[:4], verbose=0), model.predict(X[:4], verbose=0), atol=1e-5)
-        # the speaker adversary: the reversal strength set by a callback must reach the jitted step
-        split.manifest = pd.DataFrame({{"split": ["train"] * 48 + ["val"] * 16,
-                                       "index_in_split": list(range(48)) + list(range(16)),
-                                       "actor": list(np.arange(48) % 4 + 3) + [2] * 16}})
-        outputs = []
-        for peak in (0.01, 30.0):
-            cfg = config_from_dict({{"model": {{"filters": [4, 8]}}, "train": {{
-                "epochs": 2, "batch_size": 16, "ensemble": 1, "speaker_adversary": peak}}}})
-            model, history = fit(cfg, split, verbose=0)
-            outputs.append(model.predict(X[:4], verbose=0))
-        assert not np.allclose(*outputs, atol=1e-4)
         print("JAX OK")
     """)
     out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "jax"},

@@ -46,15 +46,39 @@ def test_speaker_normalisation_aligns_each_actors_band_levels_and_keeps_silence(
     actors = np.repeat([1, 2, 3], 4)
     X[actors == 2] += np.linspace(-8, 8, 6)[None, :, None].astype("float32")  # a brighter voice
     X[:, :, :3] = floor  # padding
+    X[actors == 3, 5, :] = floor  # a band actor 3 never sounds in
     normalised = search.normalise_per_speaker(X, actors, floor=floor)
+    assert not np.isnan(normalised).any() and (normalised[actors == 3, 5] == floor).all()
 
     def band_levels(Z, actor):
         return Z[actors == actor][:, :, 3:].mean(axis=(0, 2))
 
-    before = np.std([band_levels(X, a) for a in (1, 2, 3)], axis=0)
-    after = np.std([band_levels(normalised, a) for a in (1, 2, 3)], axis=0)
+    before = np.std([band_levels(X, a)[:5] for a in (1, 2, 3)], axis=0)
+    after = np.std([band_levels(normalised, a)[:5] for a in (1, 2, 3)], axis=0)
     assert before.max() > 4 and after.max() < 1e-3
     assert (normalised[:, :, :3] == floor).all() and normalised.max() <= 0
     # within an actor every clip moves by the same amount: clip-to-clip differences survive
     np.testing.assert_allclose(np.diff(normalised[actors == 1][:, :, 3:], axis=0),
                                np.diff(X[actors == 1][:, :, 3:], axis=0), atol=1e-4)
+
+
+def test_speaker_norm_experiment_trains_on_normalised_features(search, tmp_path, rng, monkeypatch):
+    X = rng.uniform(-60, -10, size=(6, 4, 10)).astype("float32")
+    X[3:] += 5  # actor 2 is louder
+    meta = pd.DataFrame({"actor": [1, 1, 1, 2, 2, 2]})
+    np.savez(tmp_path / "f.npz", X=X.astype("float16"))
+    meta.to_csv(tmp_path / "f.csv", index=False)
+    seen = {}
+
+    def fake_cross_validate(cfg, *, data, **kwargs):
+        seen["X"], seen["train_on_val"] = data[0], cfg.train.train_on_val
+        return {"mean": {"ua": 50.0}, "std": {"ua": 0.0}, "folds": [], "hardware": "test"}
+
+    monkeypatch.setattr(cv, "cross_validate", fake_cross_validate)
+    args = ("norm", {"speaker_norm": True, "train": {"ensemble": 1}}, str(tmp_path / "f.npz"), "val",
+            None, None, None)
+    record = search.run_one(args)
+    assert record["overrides"]["speaker_norm"] is True and seen["train_on_val"] is False
+    X16 = X.astype("float16").astype("float32")
+    np.testing.assert_allclose(seen["X"], search.normalise_per_speaker(X16, meta["actor"].to_numpy(), floor=-80.0))
+    assert abs(seen["X"][:3].mean() - seen["X"][3:].mean()) < 1e-3 < abs(X16[:3].mean() - X16[3:].mean())

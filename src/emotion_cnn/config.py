@@ -158,11 +158,6 @@ class TrainConfig:
     # >0: the saved weights are a moving average over training steps (of the trainable weights:
     # batch-norm statistics and the per-epoch validation scores are those of the raw weights)
     ema_momentum: float = 0.0
-    # >0: during training a speaker classifier reads the pooled features through a gradient
-    # reversal, so the CNN learns features that do not tell the training actors apart; its
-    # reversed gradient is scaled by this, ramped up from 0 over the epochs (Ganin et al. 2016).
-    # Round 10: 0.3 lost 0.8 validation UA over 4 folds, 0.1 lost on the 2 folds it ran
-    speaker_adversary: float = 0.0
     # augmentation, training only
     time_masks: int = 1
     time_mask_width: int = 15  # frames

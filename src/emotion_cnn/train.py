@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from keras import layers, ops
+from keras import layers
 
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
@@ -113,21 +113,16 @@ class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled training batches with tempo and mel-axis warps, SpecAugment-style masks,
     time shifts and mixup.
 
-    Yields ``(x, y_onehot, sample_weight)``, or with ``speakers`` (one speaker index per
-    clip) ``(x, {"emotion": y_onehot, "speaker": speaker_onehot}, sample_weight)``.
-    Augmentation lives here, outside the model, so the saved model holds stock layers only
-    and does nothing random at inference. Each epoch's randomness comes from
-    ``(seed, epoch)``, so runs repeat exactly.
+    Yields ``(x, y_onehot, sample_weight)``. Augmentation lives here, outside the model,
+    so the saved model holds stock layers only and does nothing random at inference.
+    Each epoch's randomness comes from ``(seed, epoch)``, so runs repeat exactly.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: TrainConfig,
-                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0,
-                 speakers: np.ndarray | None = None):
+                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0):
         super().__init__()
         self.X, self.y, self.cfg, self.seed = X, y, cfg, seed
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
-        self.speaker_onehot = (None if speakers is None else
-                               np.eye(int(speakers.max()) + 1, dtype=np.float32)[speakers])
         self.sample_weight = (weights[y] if weights is not None else np.ones(len(y), np.float32))
         self.floor = floor
         self.epoch = 0
@@ -149,7 +144,6 @@ class AugmentedBatches(keras.utils.PyDataset):
         idx = self.order[index * self.cfg.batch_size:(index + 1) * self.cfg.batch_size]
         x = self.X[idx].copy()
         y = self.onehot[idx].copy()
-        s = None if self.speaker_onehot is None else self.speaker_onehot[idx]
         w = self.sample_weight[idx].copy()
         cfg = self.cfg
         n_mels, n_frames = x.shape[1:]
@@ -177,56 +171,7 @@ class AugmentedBatches(keras.utils.PyDataset):
             x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
             y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
             w = lam * w + (1 - lam) * w[partner]
-            if s is not None:
-                s = lam[:, None] * s + (1 - lam[:, None]) * s[partner]
-        return x, (y if s is None else {"emotion": y, "speaker": s}), w
-
-
-class GradientReversal(layers.Layer):
-    """The identity going forward; going back, the gradient times ``-strength``.
-
-    Training-only (it never reaches a saved model). ``strength`` is a non-trainable weight
-    that :class:`ReversalRamp` sets each epoch.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False, name="strength")
-
-    def call(self, x):
-        strength = ops.cast(self.strength, x.dtype)
-        # forward (1 + s)x - sx = x; only -sx carries a gradient
-        return ops.stop_gradient((1 + strength) * x) - strength * x
-
-
-class ReversalRamp(keras.callbacks.Callback):
-    """Sets a :class:`GradientReversal`'s strength to ``peak * (2 / (1 + exp(-10 p)) - 1)`` at
-    training progress ``p``: near 0 while the emotion features form, ``peak`` at the end."""
-
-    def __init__(self, reversal: GradientReversal, *, peak: float, epochs: int):
-        super().__init__()
-        self.reversal, self.peak, self.epochs = reversal, peak, epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        progress = epoch / max(1, self.epochs - 1)
-        self.reversal.strength.assign(self.peak * (2 / (1 + np.exp(-10 * progress)) - 1))
-
-
-def with_speaker_adversary(model: keras.Model, num_speakers: int) -> tuple[keras.Model, GradientReversal]:
-    """A training model sharing ``model``'s layers, with outputs ``{"emotion", "speaker"}``:
-    a speaker classifier on the pooled features behind a :class:`GradientReversal`."""
-    reversal = GradientReversal(name="gradient_reversal")
-    x = reversal(model.get_layer("stats_pool").output)
-    x = layers.Dense(128, activation="relu", name="speaker_hidden")(x)
-    speaker = layers.Dense(num_speakers, activation="softmax", name="speaker")(x)
-    return keras.Model(model.input, {"emotion": model.output, "speaker": speaker},
-                       name="emotion_cnn_speaker_adversary"), reversal
-
-
-def split_actors(split: Split, part: str) -> np.ndarray:
-    """The actor of each clip of ``split``'s ``part`` (train, val or test), in array order."""
-    rows = split.manifest[split.manifest["split"] == part].sort_values("index_in_split")
-    return rows["actor"].to_numpy()
+        return x, y, w
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -316,22 +261,13 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         validation = None
     model = build_model(X.shape[1:], num_classes, cfg.model)
     adapt_normalization(model, X)
-    training_model, callbacks, speakers = model, [EpochTimer()], None
-    if cfg.train.speaker_adversary:
-        parts = ("train", "val") if cfg.train.train_on_val else ("train",)
-        speakers = np.unique(np.concatenate([split_actors(split, p) for p in parts]), return_inverse=True)[1]
-        training_model, reversal = with_speaker_adversary(model, int(speakers.max()) + 1)
-        callbacks.append(ReversalRamp(reversal, peak=cfg.train.speaker_adversary, epochs=cfg.train.epochs))
-        if validation is not None:  # unseen speakers: the target is "no idea", a uniform guess
-            uniform = np.full((len(split.y_val), int(speakers.max()) + 1), 1 / (speakers.max() + 1), np.float32)
-            validation = (validation[0], {"emotion": validation[1], "speaker": uniform})
     batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
-                               floor=-cfg.features.top_db, speakers=speakers,
+                               floor=-cfg.features.top_db,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
+    callbacks = [EpochTimer()]
     stopper = None
-    monitor = "val_emotion_loss" if cfg.train.speaker_adversary else "val_loss"
     if validation is not None and cfg.train.restore_best:
-        stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.train.patience,
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
                                                 restore_best_weights=True)
         callbacks.append(stopper)
     if cfg.train.schedule == "cosine":
@@ -342,22 +278,17 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
             decay_steps=max(1, (cfg.train.epochs - cfg.train.warmup_epochs) * steps), alpha=0.01)
     else:
         learning_rate = cfg.train.learning_rate
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                            patience=cfg.train.lr_patience, min_lr=1e-5))
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
     ema = cfg.train.ema_momentum
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
-    accuracy = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if training_model is not model:
-        loss = {"emotion": loss, "speaker": keras.losses.CategoricalCrossentropy()}
-        accuracy = {"emotion": accuracy}
-    training_model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema),
-                           loss=loss, metrics=accuracy)
-    history = training_model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
-                                 callbacks=callbacks, verbose=verbose)
-    # with the adversary: "accuracy" is the emotion output's; "loss" is the sum of both outputs'
-    frame = pd.DataFrame(history.history).rename(columns=lambda c: c.replace("emotion_accuracy", "accuracy"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
+                        callbacks=callbacks, verbose=verbose)
+    frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     # Keras' own choice (NaN losses included), not a recomputation of it
     kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
