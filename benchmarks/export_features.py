@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +27,8 @@ def main() -> int:
     X, meta = load_features(cfg)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, X=X.astype(np.float16))
+    # search.py checks these against each experiment's `features:` settings
+    np.savez(out, X=X.astype(np.float16), features=json.dumps(dataclasses.asdict(cfg.features)))
     meta.to_csv(out.with_suffix(".csv"), index=False)
     print(f"{out}: {X.shape}, {out.stat().st_size / 2**20:.1f} MiB")
     return 0

@@ -15,6 +15,7 @@ wrote, on its test clips: the leak table). Results are appended to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -29,9 +30,12 @@ import yaml
 
 
 def load_exported(path: str):
+    """Features ``(n, n_mels, n_frames)``, their metadata rows, and the feature settings they
+    were exported with (``None`` for exports older than that record)."""
     data = np.load(path, allow_pickle=False)
     meta = pd.read_csv(Path(path).with_suffix(".csv"))
-    return data["X"].astype(np.float32), meta
+    features = json.loads(str(data["features"])) if "features" in data.files else None
+    return data["X"].astype(np.float32), meta, features
 
 
 def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) -> np.ndarray:
@@ -48,17 +52,17 @@ def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) ->
     actors : np.ndarray, shape (n,)
     """
     sounding = X > floor
-
-    def band_mean(rows):  # a band that never sounds keeps its level: shifted by 0
-        counts = sounding[rows].sum(axis=(0, 2))
-        sums = np.where(sounding[rows], X[rows], 0).sum(axis=(0, 2))
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    overall = np.nanmean([band_mean(actors == a) for a in np.unique(actors)], axis=0)
-    out = X.copy()
+    band_means = {}  # per actor, (n_mels,); NaN where a band never sounds: it is not shifted
     for actor in np.unique(actors):
         rows = actors == actor
-        shift = np.nan_to_num(band_mean(rows) - overall)
-        shifted = X[rows] - shift[None, :, None]
+        counts = sounding[rows].sum(axis=(0, 2))
+        sums = np.where(sounding[rows], X[rows], 0).sum(axis=(0, 2))
+        band_means[actor] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    overall = np.nanmean(list(band_means.values()), axis=0)
+    out = X.copy()
+    for actor, means in band_means.items():
+        rows = actors == actor
+        shifted = X[rows] - np.nan_to_num(means - overall)[None, :, None]
         out[rows] = np.where(sounding[rows], np.clip(shifted, floor, 0.0), floor)
     return out
 
@@ -111,7 +115,7 @@ def run_one(args):
     from emotion_cnn.config import config_from_dict
     from emotion_cnn.cv import cross_validate
 
-    X, meta = load_exported(data_path)
+    X, meta, exported_with = load_exported(data_path)
     settings = dict(overrides)
     manifest = settings.pop("manifest", None)
     train_actors = settings.pop("train_actors", None)
@@ -119,6 +123,10 @@ def run_one(args):
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
+    # the log records the experiment's feature settings: they must be the ones X was made with
+    if exported_with is not None and exported_with != dataclasses.asdict(cfg.features):
+        raise ValueError(f"{name}: {data_path} holds features made with {exported_with}, but the "
+                         f"experiment sets {dataclasses.asdict(cfg.features)}: export them with its settings")
     if speaker_norm:
         X = normalise_per_speaker(X, meta["actor"].to_numpy(), floor=-cfg.features.top_db)
     if evaluate_on == "val":

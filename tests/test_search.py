@@ -82,3 +82,28 @@ def test_speaker_norm_experiment_trains_on_normalised_features(search, tmp_path,
     X16 = X.astype("float16").astype("float32")
     np.testing.assert_allclose(seen["X"], search.normalise_per_speaker(X16, meta["actor"].to_numpy(), floor=-80.0))
     assert abs(seen["X"][:3].mean() - seen["X"][3:].mean()) < 1e-3 < abs(X16[:3].mean() - X16[3:].mean())
+
+
+def test_an_experiment_refuses_features_exported_with_other_settings(search, tmp_path, rng):
+    import dataclasses
+    import json
+
+    from emotion_cnn.config import FeatureConfig
+
+    X = rng.uniform(-60, -10, size=(2, 4, 10)).astype("float16")
+    np.savez(tmp_path / "f.npz", X=X, features=json.dumps(dataclasses.asdict(FeatureConfig(fmax=11025.0))))
+    pd.DataFrame({"actor": [1, 2]}).to_csv(tmp_path / "f.csv", index=False)
+    assert search.load_exported(str(tmp_path / "f.npz"))[2]["fmax"] == 11025.0
+    args = ("narrow", {"train": {"ensemble": 1}}, str(tmp_path / "f.npz"), "val", None, None, None)
+    with pytest.raises(ValueError, match=r"narrow: .*f\.npz holds features made with .*'fmax': 11025\.0"):
+        search.run_one(args)
+
+
+def test_exported_features_record_their_settings_for_search(search, tmp_path, rng, monkeypatch):
+    data = make_dataset(tmp_path / "ravdess", rng, actors=range(1, 25), repetitions=(1,), seconds=1.0)
+    monkeypatch.setenv("RAVDESS_DIR", str(data))
+    monkeypatch.setattr("sys.argv", ["export_features.py", str(tmp_path / "f.npz"), "--set", "features.n_mels=32",
+                                     "--set", "features.duration=1.0"])
+    assert benchmark_script("export_features").main() == 0
+    X, meta, features = search.load_exported(str(tmp_path / "f.npz"))
+    assert X.shape[:2] == (len(meta), 32) and features["n_mels"] == 32 and features["duration"] == 1.0
