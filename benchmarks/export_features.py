@@ -16,6 +16,7 @@ import numpy as np
 from emotion_cnn.cli import parse_set
 from emotion_cnn.config import load_config
 from emotion_cnn.cv import load_features
+from emotion_cnn.io import atomic_open, atomic_save_csv
 
 
 def main() -> int:
@@ -26,10 +27,10 @@ def main() -> int:
     cfg = load_config(None, **parse_set(args.set))
     X, meta = load_features(cfg)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # search.py checks these against each experiment's `features:` settings
-    np.savez(out, X=X.astype(np.float16), features=json.dumps(dataclasses.asdict(cfg.features)))
-    meta.to_csv(out.with_suffix(".csv"), index=False)
+    with atomic_open(out) as handle:
+        np.savez(handle, X=X.astype(np.float16), features=json.dumps(dataclasses.asdict(cfg.features)))
+    atomic_save_csv(out.with_suffix(".csv"), meta)
     print(f"{out}: {X.shape}, {out.stat().st_size / 2**20:.1f} MiB")
     return 0
 

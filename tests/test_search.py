@@ -107,3 +107,4 @@ def test_exported_features_record_their_settings_for_search(search, tmp_path, rn
     assert benchmark_script("export_features").main() == 0
     X, meta, features = search.load_exported(str(tmp_path / "f.npz"))
     assert X.shape[:2] == (len(meta), 32) and features["n_mels"] == 32 and features["duration"] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv", "f.npz", "ravdess"]  # no temp files left
