@@ -100,9 +100,7 @@ class FeatureConfig:
     n_mels: int = 64
     fmin: float = 20.0
     fmax: float = 8000.0
-    top_db: float = 80.0  # log-mel range: [-top_db, 0] dB relative to the reference
-    # 0 dB: peak = each clip's loudest bin (level-free); full_scale = a full-scale sine's (keeps level)
-    reference: str = "peak"
+    top_db: float = 80.0  # log-mel range: [-top_db, 0] dB relative to the clip's peak
 
     @property
     def n_samples(self) -> int:

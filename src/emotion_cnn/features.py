@@ -2,14 +2,12 @@
 
 Every clip goes through the same chain, in training and in prediction:
 decode -> mix to mono -> resample to ``sr`` -> trim leading/trailing silence ->
-centre crop or centre pad to ``duration`` -> log-mel in dB relative to the clip's peak
-(or, with ``reference="full_scale"``, to a full-scale tone, which keeps how loud the clip is),
+centre crop or centre pad to ``duration`` -> log-mel in dB relative to the clip's peak,
 clipped to ``[-top_db, 0]``.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 from pathlib import Path
@@ -147,46 +145,24 @@ def log_mel(
     fmin: float,
     fmax: float,
     top_db: float,
-    reference: str = "peak",
 ) -> np.ndarray:
-    """Log-mel power spectrogram in dB.
-
-    Parameters
-    ----------
-    reference : {"peak", "full_scale"}
-        0 dB is the clip's own loudest bin (``"peak"``: every clip looks equally loud), or
-        the loudest bin of a full-scale 1 kHz sine at the same settings (``"full_scale"``: a
-        clip 20 dB quieter sits 20 dB lower, so its level is kept; louder bins are clipped
-        to 0).
+    """Log-mel power spectrogram in dB relative to its own peak.
 
     Returns
     -------
     np.ndarray, shape (n_mels, 1 + len(y) // hop_length), float32, values in [-top_db, 0]
     """
-    stft = dict(sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                n_mels=n_mels, fmin=fmin, fmax=fmax)
-    mel = librosa.feature.melspectrogram(y=y, power=2.0, **stft)
-    if reference == "peak":
-        return librosa.power_to_db(mel, ref=np.max, top_db=top_db).astype(np.float32)
-    if reference == "full_scale":
-        db = librosa.power_to_db(mel, ref=_full_scale_power(**stft), amin=1e-20, top_db=None)
-        return np.clip(db, -top_db, 0.0).astype(np.float32)
-    raise ValueError(f"reference must be 'peak' or 'full_scale', not {reference!r}")
-
-
-@functools.lru_cache(maxsize=8)
-def _full_scale_power(**stft) -> float:
-    """Mel power of a full-scale 1 kHz sine's loudest bin: 0 dB for ``reference="full_scale"``."""
-    t = np.arange(stft["sr"]) / stft["sr"]
-    tone = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
-    return float(librosa.feature.melspectrogram(y=tone, power=2.0, **stft).max())
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+        n_mels=n_mels, fmin=fmin, fmax=fmax, power=2.0,
+    )
+    return librosa.power_to_db(mel, ref=np.max, top_db=top_db).astype(np.float32)
 
 
 def log_mel_from_config(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return log_mel(
         y, sr=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
         n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, top_db=cfg.top_db,
-        reference=cfg.reference,
     )
 
 
