@@ -123,10 +123,17 @@ def run_one(args):
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
-    # the log records the experiment's feature settings: they must be the ones X was made with
-    if exported_with is not None and exported_with != dataclasses.asdict(cfg.features):
-        raise ValueError(f"{name}: {data_path} holds features made with {exported_with}, but the "
-                         f"experiment sets {dataclasses.asdict(cfg.features)}: export them with its settings")
+    # the log records the experiment's feature settings: they must be the ones X was made with.
+    # A setting added since the export takes its default, as for benchmark reports (train.py).
+    if exported_with is not None:
+        try:
+            exported_with = dataclasses.asdict(config_from_dict({"features": exported_with}).features)
+        except ValueError as err:  # a setting since removed
+            raise ValueError(f"{name}: {data_path} was exported with settings this code lacks ({err}): "
+                             "export it again") from None
+        if exported_with != dataclasses.asdict(cfg.features):
+            raise ValueError(f"{name}: {data_path} holds features made with {exported_with}, but the experiment "
+                             f"sets {dataclasses.asdict(cfg.features)}: export them with its settings")
     if speaker_norm:
         X = normalise_per_speaker(X, meta["actor"].to_numpy(), floor=-cfg.features.top_db)
     if evaluate_on == "val":

@@ -108,3 +108,25 @@ def test_exported_features_record_their_settings_for_search(search, tmp_path, rn
     X, meta, features = search.load_exported(str(tmp_path / "f.npz"))
     assert X.shape[:2] == (len(meta), 32) and features["n_mels"] == 32 and features["duration"] == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv", "f.npz", "ravdess"]  # no temp files left
+
+
+def test_an_export_from_before_a_setting_existed_counts_as_its_default(search, tmp_path, rng, monkeypatch):
+    import dataclasses
+    import json
+
+    from emotion_cnn.config import FeatureConfig
+
+    older = dataclasses.asdict(FeatureConfig())
+    del older["top_db"]  # as if exported before top_db was a setting
+    X = rng.uniform(-60, -10, size=(2, 4, 10)).astype("float16")
+    np.savez(tmp_path / "f.npz", X=X, features=json.dumps(older))
+    pd.DataFrame({"actor": [1, 2]}).to_csv(tmp_path / "f.csv", index=False)
+    monkeypatch.setattr("emotion_cnn.cv.cross_validate", lambda cfg, **kw: {
+        "mean": {"ua": 1.0}, "std": {"ua": 0.0}, "folds": [], "hardware": "test"})
+    args = ("old_export", {"train": {"ensemble": 1}}, str(tmp_path / "f.npz"), "val", None, None, None)
+    assert search.run_one(args)["mean"] == {"ua": 1.0}
+    with pytest.raises(ValueError, match=r"old_export: .*f\.npz holds features made with .*'top_db': 80\.0"):
+        search.run_one(("old_export", {"features": {"top_db": 60.0}}, *args[2:]))
+    np.savez(tmp_path / "f.npz", X=X, features=json.dumps({**older, "reference": "peak"}))
+    with pytest.raises(ValueError, match=r"old_export: .*f\.npz was exported with settings this code lacks .*reference"):
+        search.run_one(args)
