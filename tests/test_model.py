@@ -47,6 +47,47 @@ def test_utterance_norm_ignores_a_clips_constant_spectrum(rng, utterance_norm):
     assert np.allclose(before, after, atol=1e-5) == utterance_norm
 
 
+def test_attention_pooling_is_a_weighted_mean_over_time(rng):
+    """Per mel row and channel, the attention summary is a convex combination of the frames:
+    the weights sum to one over time, so it lies between the frames' minimum and maximum."""
+    import keras
+
+    model = build_model((16, 40), 4, ModelConfig(filters=[4, 8], pooling="attention"))
+    X = rng.standard_normal((3, 16, 40)).astype("float32")
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in
+                                      ("block2_pool", "attention_weights", "attention_sum")])
+    feature_map, weights, summary = (np.asarray(a) for a in probe.predict(X, verbose=0))
+    np.testing.assert_allclose(weights.sum(axis=2), 1.0, rtol=1e-5)
+    assert np.all(summary[:, :, 0] <= feature_map.max(axis=2) + 1e-5)
+    assert np.all(summary[:, :, 0] >= feature_map.min(axis=2) - 1e-5)
+    assert not np.allclose(summary[:, :, 0], feature_map.mean(axis=2), atol=1e-4)  # not uniform
+
+
+def test_recurrent_summary_joins_the_pooled_features():
+    plain = build_model((16, 40), 4, ModelConfig(filters=[4, 8]))
+    with_gru = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=6))
+    assert with_gru.get_layer("stats_pool").output.shape[-1] == (
+        plain.get_layer("stats_pool").output.shape[-1] + 2 * 6)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="model.pooling.*'median'"):
+        build_model((16, 40), 4, ModelConfig(filters=[4], pooling="median"))
+
+
+@pytest.mark.parametrize("options", [{"pooling": "attention"}, {"recurrent_units": 4},
+                                     {"pooling": "global"}])
+def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
+    import keras
+
+    model = build_model((16, 40), 4, ModelConfig(filters=[4, 8], **options))
+    assert "Lambda" not in {type(layer).__name__ for layer in model.layers}
+    X = rng.standard_normal((3, 16, 40)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6)
+
+
 def test_saved_model_loads_without_the_package(tiny_model, tmp_path):
     """Plain keras.models.load_model, safe mode, in a fresh Python that never imports emotion_cnn."""
     model_path, result = tiny_model
@@ -93,6 +134,11 @@ def test_model_code_runs_on_jax(tmp_path):
         model.save({str(tmp_path / 'm.keras')!r})
         again = keras.models.load_model({str(tmp_path / 'm.keras')!r})
         np.testing.assert_allclose(again.predict(X[:4], verbose=0), model.predict(X[:4], verbose=0), atol=1e-5)
+        from emotion_cnn.config import ModelConfig
+        from emotion_cnn.model import build_model
+        options = build_model((16, 24), 8, ModelConfig(filters=[4, 8], pooling="attention",
+                                                       recurrent_units=4))
+        assert options.predict(X[:4], verbose=0).shape == (4, 8)
         print("JAX OK")
     """)
     out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "KERAS_BACKEND": "jax"},

@@ -130,7 +130,10 @@ class SplitConfig:
 class ModelConfig:
     filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     convs_per_block: int = 1
-    pooling: str = "time"  # time: keep frequency position; global: pool time and frequency
+    # time: mean and max over time, frequency position kept; attention: a learned weighted
+    # mean instead of the plain one; global: mean and max over time and frequency
+    pooling: str = "time"
+    recurrent_units: int = 0  # >0: a bidirectional GRU of this size over the last block's frames
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input
     utterance_norm: bool = False

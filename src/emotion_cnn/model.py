@@ -22,8 +22,10 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling.
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
-    lies (pitch height matters for emotion), or over time and frequency
-    (``pooling="global"``); then dropout and a softmax layer. With ``utterance_norm`` each
+    lies (pitch height matters for emotion), by a learned attention-weighted mean and the max
+    over time (``pooling="attention"``), or over time and frequency (``pooling="global"``).
+    With ``recurrent_units`` a bidirectional GRU also reads the map frame by frame and its
+    final states join the pooled features. Then dropout and a softmax layer. With ``utterance_norm`` each
     clip's mean per mel band (over its frames) is subtracted after the normalisation.
 
     Parameters
@@ -54,19 +56,38 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    feature_map = x  # (batch, mel rows, frames, channels)
+    frames = feature_map.shape[2]
     if config.pooling == "time":
-        frames = x.shape[2]
-        x = layers.Concatenate(name="stats_pool")([
+        summaries = [
             layers.Flatten(name="mean_flat")(layers.AveragePooling2D((1, frames), name="mean_pool")(x)),
             layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
-        ])
+        ]
+    elif config.pooling == "attention":
+        # a learned weight per frame and mel row (softmax over time) instead of the plain mean:
+        # the frames that carry the emotion count most
+        scores = layers.Conv2D(1, 1, name="attention_scores")(x)
+        weights = layers.Softmax(axis=2, name="attention_weights")(scores)
+        weighted = layers.Multiply(name="attention_weighted")([x, weights])
+        weighted_sum = layers.Rescaling(float(frames), name="attention_sum")(
+            layers.AveragePooling2D((1, frames), name="attention_pool")(weighted))
+        summaries = [
+            layers.Flatten(name="attention_flat")(weighted_sum),
+            layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
+        ]
     elif config.pooling == "global":
-        x = layers.Concatenate(name="stats_pool")([
-            layers.GlobalAveragePooling2D(name="mean_pool")(x),
-            layers.GlobalMaxPooling2D(name="max_pool")(x),
-        ])
+        summaries = [layers.GlobalAveragePooling2D(name="mean_pool")(x),
+                     layers.GlobalMaxPooling2D(name="max_pool")(x)]
     else:
-        raise ValueError(f"model.pooling must be 'time' or 'global', not {config.pooling!r}")
+        raise ValueError("model.pooling must be 'time', 'attention' or 'global', "
+                         f"not {config.pooling!r}")
+    if config.recurrent_units:
+        rows, channels = feature_map.shape[1], feature_map.shape[3]
+        sequence = layers.Reshape((frames, rows * channels), name="frames_as_sequence")(
+            layers.Permute((2, 1, 3), name="time_first")(feature_map))
+        summaries.append(layers.Bidirectional(layers.GRU(config.recurrent_units),
+                                              name="recurrent")(sequence))
+    x = layers.Concatenate(name="stats_pool")(summaries)
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
                            name="emotion")(x)
