@@ -133,7 +133,9 @@ class ModelConfig:
     # time: mean and max over time, frequency position kept; attention: a learned weighted
     # mean instead of the plain one; global: mean and max over time and frequency
     pooling: str = "time"
-    recurrent_units: int = 0  # >0: a bidirectional GRU of this size over the last block's frames
+    # >0: a bidirectional GRU of this size reads the last block's frames in order, its final
+    # states beside the mean and max (round 12: 32 units +1.4 validation UA over 3 seeds; 0: off)
+    recurrent_units: int = 32
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input
     utterance_norm: bool = False
