@@ -25,8 +25,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     lies (pitch height matters for emotion), by a learned attention-weighted mean and the max
     over time (``pooling="attention"``), or over time and frequency (``pooling="global"``).
     With ``recurrent_units`` a bidirectional GRU also reads the map frame by frame and its
-    final states join the pooled features. Then dropout and a softmax layer. With ``utterance_norm`` each
-    clip's mean per mel band (over its frames) is subtracted after the normalisation.
+    final states join the pooled features. Then dropout and a softmax layer. With
+    ``utterance_norm`` each clip's mean per mel band (over its frames) is subtracted after the
+    normalisation.
 
     Parameters
     ----------
