@@ -58,16 +58,28 @@ def test_attention_pooling_is_a_weighted_mean_over_time(rng):
                                       ("block2_pool", "attention_weights", "attention_sum")])
     feature_map, weights, summary = (np.asarray(a) for a in probe.predict(X, verbose=0))
     np.testing.assert_allclose(weights.sum(axis=2), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(summary[:, :, 0], (weights * feature_map).sum(axis=2), rtol=1e-4, atol=1e-5)
     assert np.all(summary[:, :, 0] <= feature_map.max(axis=2) + 1e-5)
     assert np.all(summary[:, :, 0] >= feature_map.min(axis=2) - 1e-5)
     assert not np.allclose(summary[:, :, 0], feature_map.mean(axis=2), atol=1e-4)  # not uniform
 
 
-def test_recurrent_summary_joins_the_pooled_features():
-    plain = build_model((16, 40), 4, ModelConfig(filters=[4, 8]))
+def test_recurrent_summary_reads_the_frames_in_time_order(rng):
+    """The GRU's sequence is the last block's map frame by frame (every mel row and channel of a
+    frame in one step), and its final states join the pooled features."""
+    import keras
+
+    plain = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=0))
     with_gru = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=6))
     assert with_gru.get_layer("stats_pool").output.shape[-1] == (
         plain.get_layer("stats_pool").output.shape[-1] + 2 * 6)
+    probe = keras.Model(with_gru.input, [with_gru.get_layer(name).output
+                                         for name in ("block2_pool", "frames_as_sequence")])
+    feature_map, sequence = (np.asarray(a) for a in
+                             probe.predict(rng.standard_normal((2, 16, 40)).astype("float32"), verbose=0))
+    batch, rows, frames, channels = feature_map.shape  # (2, 4, 10, 8)
+    np.testing.assert_array_equal(
+        sequence, feature_map.transpose(0, 2, 1, 3).reshape(batch, frames, rows * channels))
 
 
 def test_unknown_pooling_is_refused():
@@ -76,7 +88,7 @@ def test_unknown_pooling_is_refused():
 
 
 @pytest.mark.parametrize("options", [{"pooling": "attention"}, {"recurrent_units": 4},
-                                     {"pooling": "global"}])
+                                     {"recurrent_units": 0}, {"pooling": "global"}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras
 

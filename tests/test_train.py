@@ -237,20 +237,28 @@ def test_sidecar_benchmark_is_the_newest_one_of_the_same_settings(project_root):
     assert latest_benchmark(cfg) is None
 
 
-def test_sidecar_benchmark_reads_old_reports_as_they_ran(project_root):
-    """A report from before round 5 lacks train_on_val/restore_best: it ran with the best
-    epoch restored on 16 actors, so it must not pass for today's defaults."""
+@pytest.mark.parametrize("section, missing, as_it_ran", [
+    # before round 5: the best epoch restored, 16 training actors
+    ("train", ("train_on_val", "restore_best"), (False, True)),
+    # before round 12: no recurrent part
+    ("model", ("recurrent_units",), (0,)),
+])
+def test_sidecar_benchmark_reads_old_reports_as_they_ran(project_root, section, missing, as_it_ran):
+    """A report written before a setting existed ran with that setting's old value, so it must
+    not pass for today's defaults, only for a config with the old value."""
     from emotion_cnn.config import Config
     from emotion_cnn.train import latest_benchmark
 
     cfg = Config()
     config = cfg.to_dict()
-    del config["train"]["train_on_val"], config["train"]["restore_best"]
+    for name in missing:
+        del config[section][name]
     folder = project_root / "reports" / "benchmarks" / "2026-01-01-old"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"date": "2026-01-01", "config": config, "folds": [{}] * 6}))
     assert latest_benchmark(cfg) is None
-    cfg.train.train_on_val, cfg.train.restore_best = False, True
+    for name, value in zip(missing, as_it_ran):
+        setattr(getattr(cfg, section), name, value)
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-old"
 
 

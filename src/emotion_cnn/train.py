@@ -338,7 +338,11 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
 
 
 BENCHMARKED_SETTINGS = ("seed", "features", "model", "train")
-SETTINGS_BEFORE_ROUND_5 = {"restore_best": True, "train_on_val": False}
+# settings added since older reports were written, with the value those runs had: before
+# round 5 every run restored its best epoch and held the validation actors out; before round
+# 12 no model had a recurrent part
+SETTINGS_OF_OLDER_REPORTS = {"train": {"restore_best": True, "train_on_val": False},
+                             "model": {"recurrent_units": 0}}
 
 
 def latest_benchmark(cfg: Config) -> dict | None:
@@ -353,9 +357,8 @@ def latest_benchmark(cfg: Config) -> dict | None:
         bench = json.loads(path.read_text())
         if "config" not in bench:
             continue
-        # settings added since a report was written take the value those runs had: before
-        # round 5 every run restored its best epoch and held the validation actors out
-        recorded = {**bench["config"], "train": {**SETTINGS_BEFORE_ROUND_5, **bench["config"].get("train", {})}}
+        recorded = {**bench["config"], **{section: {**older, **bench["config"].get(section, {})}
+                                          for section, older in SETTINGS_OF_OLDER_REPORTS.items()}}
         try:
             ran = config_from_dict(recorded).to_dict()
         except ValueError:  # a setting since removed
