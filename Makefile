@@ -40,7 +40,7 @@ app: install  ## the web app on http://127.0.0.1:8501
 bench-prepare: install  ## cold and warm prepare timings on the full dataset
 	$(PY) benchmarks/bench_prepare.py
 
-bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (27-41 min on 2 CPU cores, by the day)
+bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (25-41 min on 2 CPU cores, by the day)
 	$(CLI) cv --protocol emobox --jobs $(JOBS)
 
 clean:
