@@ -112,7 +112,7 @@ def score_fewer_train_actors(cfg, X, meta, n_actors: int, folds: list[int] | Non
 def run_one(args):
     name, overrides, data_path, evaluate_on, folds, predictions_dir, models_dir = args
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
-    from emotion_cnn.config import config_from_dict
+    from emotion_cnn.config import config_from_dict, config_from_record
     from emotion_cnn.cv import cross_validate
 
     X, meta, exported_with = load_exported(data_path)
@@ -123,11 +123,10 @@ def run_one(args):
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
-    # the log records the experiment's feature settings: they must be the ones X was made with.
-    # A setting added since the export takes its default, as for benchmark reports (train.py).
+    # the log records the experiment's feature settings: they must be the ones X was made with
     if exported_with is not None:
         try:
-            exported_with = dataclasses.asdict(config_from_dict({"features": exported_with}).features)
+            exported_with = dataclasses.asdict(config_from_record({"features": exported_with}).features)
         except ValueError as err:  # a setting since removed
             raise ValueError(f"{name}: {data_path} was exported with settings this code lacks ({err}): "
                              "export it again") from None

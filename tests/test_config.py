@@ -265,3 +265,16 @@ def test_yaml_error_names_the_file(tmp_path):
     bad.write_text("train: {epochs: [1, 2\n")
     with pytest.raises(yaml.YAMLError, match="broken.yaml"):
         load_config(bad)
+
+
+def test_a_record_missing_newer_settings_reads_as_it_ran():
+    from emotion_cnn.config import Config, config_from_record
+
+    record = Config().to_dict()
+    del record["model"]["recurrent_units"], record["train"]["train_on_val"], record["features"]["top_db"]
+    ran = config_from_record(record)
+    assert ran.model.recurrent_units == 0 and ran.train.train_on_val is False  # their old values
+    assert ran.features.top_db == Config().features.top_db  # not listed: the default
+    assert config_from_record(Config().to_dict()) == Config()  # a complete record is taken as it is
+    with pytest.raises(ValueError, match="reference"):
+        config_from_record({"features": {"reference": "peak"}})

@@ -215,6 +215,25 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return cfg
 
 
+# Settings added since older records (benchmark reports, feature exports) were written, with
+# the value those runs had where it is not the default: before round 5 every run restored its
+# best epoch and held the validation actors out; before round 12 no model had a recurrent part.
+# A setting missing from a record and not listed here ran as its default.
+SETTINGS_OF_OLDER_RECORDS: dict[str, dict[str, Any]] = {
+    "train": {"restore_best": True, "train_on_val": False},
+    "model": {"recurrent_units": 0},
+}
+
+
+def config_from_record(data: dict[str, Any]) -> Config:
+    """The :class:`Config` a saved record ran with: settings it lacks take the value they had
+    before they existed (:data:`SETTINGS_OF_OLDER_RECORDS`, else the default). A setting the
+    record has and this code has since removed raises ``ValueError``."""
+    recorded = {**data, **{section: {**older, **data.get(section, {})}
+                           for section, older in SETTINGS_OF_OLDER_RECORDS.items()}}
+    return config_from_dict(recorded)
+
+
 def load_config(path: str | Path | None = None, **dotted: Any) -> Config:
     """Defaults, then the YAML file at ``path``, then ``dotted`` overrides.
 

@@ -338,18 +338,13 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
 
 
 BENCHMARKED_SETTINGS = ("seed", "features", "model", "train")
-# settings added since older reports were written, with the value those runs had: before
-# round 5 every run restored its best epoch and held the validation actors out; before round
-# 12 no model had a recurrent part
-SETTINGS_OF_OLDER_REPORTS = {"train": {"restore_best": True, "train_on_val": False},
-                             "model": {"recurrent_units": 0}}
 
 
 def latest_benchmark(cfg: Config) -> dict | None:
     """Mean scores of the newest full (6-fold) ``reports/benchmarks/*/metrics.json`` run with
     the same features, model, training settings and seed as ``cfg``, or ``None``: a figure
     measured with other settings does not describe this model."""
-    from emotion_cnn.config import config_from_dict
+    from emotion_cnn.config import config_from_record
 
     wanted = {k: v for k, v in cfg.to_dict().items() if k in BENCHMARKED_SETTINGS}
     matching = []
@@ -357,10 +352,8 @@ def latest_benchmark(cfg: Config) -> dict | None:
         bench = json.loads(path.read_text())
         if "config" not in bench:
             continue
-        recorded = {**bench["config"], **{section: {**older, **bench["config"].get(section, {})}
-                                          for section, older in SETTINGS_OF_OLDER_REPORTS.items()}}
         try:
-            ran = config_from_dict(recorded).to_dict()
+            ran = config_from_record(bench["config"]).to_dict()
         except ValueError:  # a setting since removed
             continue
         if len(bench.get("folds", [])) == 6 and {k: ran[k] for k in wanted} == wanted:
