@@ -64,22 +64,31 @@ def test_attention_pooling_is_a_weighted_mean_over_time(rng):
     assert not np.allclose(summary[:, :, 0], feature_map.mean(axis=2), atol=1e-4)  # not uniform
 
 
-def test_recurrent_summary_reads_the_frames_in_time_order(rng):
-    """The GRU's sequence is the last block's map frame by frame (every mel row and channel of a
-    frame in one step), and its final states join the pooled features."""
+@pytest.mark.parametrize("recurrent_block, block_map", [(-1, "block2_pool"), (-2, "block1_pool")])
+def test_recurrent_summary_reads_the_frames_in_time_order(rng, recurrent_block, block_map):
+    """The GRU's sequence is the chosen block's map frame by frame (every mel row and channel of
+    a frame in one step), and its final states join the pooled features."""
     import keras
 
     plain = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=0))
-    with_gru = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=6))
+    with_gru = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=6,
+                                                    recurrent_block=recurrent_block))
     assert with_gru.get_layer("stats_pool").output.shape[-1] == (
         plain.get_layer("stats_pool").output.shape[-1] + 2 * 6)
     probe = keras.Model(with_gru.input, [with_gru.get_layer(name).output
-                                         for name in ("block2_pool", "frames_as_sequence")])
+                                         for name in (block_map, "frames_as_sequence")])
     feature_map, sequence = (np.asarray(a) for a in
                              probe.predict(rng.standard_normal((2, 16, 40)).astype("float32"), verbose=0))
-    batch, rows, frames, channels = feature_map.shape  # (2, 4, 10, 8)
+    batch, rows, frames, channels = feature_map.shape  # block 2: (2, 4, 10, 8); block 1: (2, 8, 20, 4)
+    assert frames == {-1: 10, -2: 20}[recurrent_block]
     np.testing.assert_array_equal(
         sequence, feature_map.transpose(0, 2, 1, 3).reshape(batch, frames, rows * channels))
+
+
+@pytest.mark.parametrize("recurrent_block", [0, -3, 1])
+def test_recurrent_block_outside_the_model_is_refused(recurrent_block):
+    with pytest.raises(ValueError, match=f"model.recurrent_block must be -1 .* to -2 .*not {recurrent_block}"):
+        build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_block=recurrent_block))
 
 
 def test_unknown_pooling_is_refused():
@@ -88,6 +97,7 @@ def test_unknown_pooling_is_refused():
 
 
 @pytest.mark.parametrize("options", [{"pooling": "attention"}, {"recurrent_units": 4},
+                                     {"recurrent_units": 4, "recurrent_block": -2},
                                      {"recurrent_units": 0}, {"pooling": "global"}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras

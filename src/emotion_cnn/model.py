@@ -24,8 +24,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), by a learned attention-weighted mean and the max
     over time (``pooling="attention"``), or over time and frequency (``pooling="global"``).
-    With ``recurrent_units`` a bidirectional GRU also reads the map frame by frame and its
-    final states join the pooled features. Then dropout and a softmax layer. With
+    With ``recurrent_units`` a bidirectional GRU also reads a block's map frame by frame (the
+    last block's, or an earlier, longer one's with ``recurrent_block``) and its final states
+    join the pooled features. Then dropout and a softmax layer. With
     ``utterance_norm`` each clip's mean per mel band (over its frames) is subtracted after the
     normalisation.
 
@@ -34,7 +35,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     input_shape : (n_mels, n_frames)
     num_classes : int
     config : ModelConfig, optional
-        Filters per block, convs per block, dropout and L2 weight decay.
+        Filters per block, convs per block, pooling, the GRU, dropout and L2 weight decay.
 
     Returns
     -------
@@ -50,6 +51,10 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     if config.utterance_norm:
         clip_mean = layers.AveragePooling2D((1, input_shape[1]), name="clip_mean")(x)
         x = layers.Subtract(name="subtract_clip_mean")([x, clip_mean])
+    if not -len(config.filters) <= config.recurrent_block <= -1:
+        raise ValueError(f"model.recurrent_block must be -1 (the last block) to "
+                         f"-{len(config.filters)} (the first), not {config.recurrent_block}")
+    block_maps = []
     for block, filters in enumerate(config.filters, start=1):
         for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,
@@ -57,8 +62,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-    feature_map = x  # (batch, mel rows, frames, channels)
-    frames = feature_map.shape[2]
+        block_maps.append(x)  # (batch, mel rows, frames, channels)
+    frames = x.shape[2]
     if config.pooling == "time":
         summaries = [
             layers.Flatten(name="mean_flat")(layers.AveragePooling2D((1, frames), name="mean_pool")(x)),
@@ -83,8 +88,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         raise ValueError("model.pooling must be 'time', 'attention' or 'global', "
                          f"not {config.pooling!r}")
     if config.recurrent_units:
-        rows, channels = feature_map.shape[1], feature_map.shape[3]
-        sequence = layers.Reshape((frames, rows * channels), name="frames_as_sequence")(
+        feature_map = block_maps[config.recurrent_block]
+        rows, steps, channels = feature_map.shape[1:]
+        sequence = layers.Reshape((steps, rows * channels), name="frames_as_sequence")(
             layers.Permute((2, 1, 3), name="time_first")(feature_map))
         summaries.append(layers.Bidirectional(layers.GRU(config.recurrent_units),
                                               name="recurrent")(sequence))
