@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # folds trained at once by bench-accuracy: two 1-thread trainings beat one 2-thread on 2 cores
 JOBS ?= 2
 
-.PHONY: install run test prepare train cv app bench-prepare bench-accuracy clean
+.PHONY: install run test prepare train cv app bench-prepare bench-predict bench-accuracy clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ app: install  ## the web app on http://127.0.0.1:8501
 
 bench-prepare: install  ## cold and warm prepare timings on the full dataset
 	$(PY) benchmarks/bench_prepare.py
+
+bench-predict: install  ## one app prediction's latency with the committed model
+	$(PY) benchmarks/bench_predict.py
 
 bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (25-41 min on 2 CPU cores, by the day)
 	$(CLI) cv --protocol emobox --jobs $(JOBS)
