@@ -40,7 +40,7 @@ app: install  ## the web app on http://127.0.0.1:8501
 bench-prepare: install  ## cold and warm prepare timings on the full dataset
 	$(PY) benchmarks/bench_prepare.py
 
-bench-predict: install  ## one app prediction's latency with the committed model
+bench-predict: install  ## one app prediction's latency with the committed model (needs a RAVDESS clip: RAVDESS_DIR or dataset/)
 	$(PY) benchmarks/bench_predict.py
 
 bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (25-41 min on 2 CPU cores, by the day)

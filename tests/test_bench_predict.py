@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import synth_signal, write_clip
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_predict.py"
@@ -30,8 +32,17 @@ def test_times_each_model_in_alternating_rounds(tiny_model, tmp_path, rng):
     assert rounds == [("1", str(model_path)), ("1", str(second)), ("2", str(model_path)), ("2", str(second))]
 
 
-def test_without_a_clip_or_dataset_says_what_to_set():
+def test_without_a_clip_or_dataset_names_the_missing_file(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "RAVDESS_DIR"}
+    env["EMOTION_CNN_ROOT"] = str(tmp_path)  # a project folder with no dataset/
     done = bench_predict(env=env)
     assert done.returncode == 2
-    assert "set RAVDESS_DIR" in done.stderr
+    missing = tmp_path / "dataset" / "Actor_01" / "03-01-05-02-01-01-01.flac"
+    assert f"{missing}: no such audio file" in done.stderr and "set RAVDESS_DIR" in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--repeats", "--rounds"])
+def test_refuses_fewer_than_one_repeat_or_round(option, tmp_path):
+    done = bench_predict("--clip", str(tmp_path / "clip.wav"), option, "0")
+    assert done.returncode == 2
+    assert f"argument {option}: must be a whole number of at least 1, not '0'" in done.stderr
