@@ -135,7 +135,7 @@ class ModelConfig:
     pooling: str = "time"
     # >0: a bidirectional GRU of this size reads a block's frames in order (recurrent_block),
     # its final states beside the mean and max (round 12: 32 units, +1.3 validation UA over 3 seeds;
-    # round 13: 64 units, a further +1.6 and +0.7 on seeds 42 and 43; 0: off)
+    # round 13: 64 units, a further +0.9 over 3 seeds; 0: off)
     recurrent_units: int = 64
     recurrent_block: int = -1  # the block whose map the GRU reads: -1 the last, -2 the one before (about 2x the frames)
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
