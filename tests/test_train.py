@@ -237,6 +237,23 @@ def test_sidecar_benchmark_is_the_newest_one_of_the_same_settings(project_root):
     assert latest_benchmark(cfg) is None
 
 
+def test_sidecar_benchmark_of_one_day_is_the_one_that_finished_last(project_root):
+    """Two runs on one day: the folder names end in commit hashes, which say nothing of order."""
+    from emotion_cnn.config import Config
+    from emotion_cnn.train import latest_benchmark
+
+    cfg = Config()
+    for name, finished in [("2026-01-01-ffff", None), ("2026-01-01-bbbb", "2026-01-01T15:00:00+00:00"),
+                           ("2026-01-01-aaaa", "2026-01-01T16:00:00+00:00")]:
+        folder = project_root / "reports" / "benchmarks" / name
+        folder.mkdir(parents=True)
+        record = {"date": "2026-01-01", "config": cfg.to_dict(), "folds": [{}] * 6}
+        if finished:
+            record["finished"] = finished
+        (folder / "metrics.json").write_text(json.dumps(record))
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-aaaa"
+
+
 @pytest.mark.parametrize("section, missing, as_it_ran", [
     # before round 5: the best epoch restored, 16 training actors
     ("train", ("train_on_val", "restore_best"), (False, True)),

@@ -15,7 +15,7 @@ import os
 import platform
 import subprocess
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +165,8 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
         "wall_seconds": round(time.perf_counter() - started, 1), "jobs": jobs,
         "config": cfg.to_dict(), "hardware": hardware(), "commit": commit,
         "date": date.today().isoformat(),
+        # orders two reports of one day: their folder names end in a commit hash, not a time
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     print(f"mean UA {result['mean']['ua']:.1f} ± {result['std']['ua']:.1f}  WA {result['mean']['wa']:.1f}  "
           f"F1 {result['mean']['macro_f1']:.1f}  ({result['wall_seconds'] / 60:.1f} min)", flush=True)

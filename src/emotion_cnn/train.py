@@ -357,7 +357,8 @@ def latest_benchmark(cfg: Config) -> dict | None:
         except ValueError:  # a setting since removed
             continue
         if len(bench.get("folds", [])) == 6 and {k: ran[k] for k in wanted} == wanted:
-            matching.append((bench.get("date", ""), path.parent.name, path, bench))
+            # reports older than "finished" sort first within their day: they were written before it existed
+            matching.append((bench.get("date", ""), bench.get("finished", ""), path.parent.name, path, bench))
     if not matching:
         return None
     *_, path, bench = max(matching)
