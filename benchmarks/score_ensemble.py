@@ -1,15 +1,23 @@
 """Score an ensemble of runs from their saved per-clip probabilities, without training again.
 
     python benchmarks/score_ensemble.py NAME runs/a.csv runs/b.csv [--log benchmarks/results_log.jsonl]
+    python benchmarks/score_ensemble.py --merge reports/benchmarks/A reports/benchmarks/B [--out DIR]
 
 Each CSV is a ``search.py --predictions`` file (the same clips of the same folds, scored on the
 same actors). The ensemble averages the class probabilities per clip, as
 ``train.ensemble`` does inside one model, and is scored per fold like ``search.py``.
+
+``--merge`` joins test benchmark reports (``emotion-cnn cv``) of the same settings whose
+members' seeds follow on from each other, e.g. a 2-member run of seed 42 (seeds 42, 43) and a
+1-member run of seed 44, into the report a 3-member run of seed 42 would write: member ``k``
+of an ensemble trains exactly as a single model of seed ``seed + k - 1`` does, so the members
+already trained need not be trained again.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -22,31 +30,108 @@ from emotion_cnn.cv import fold_row, summarise
 from emotion_cnn.evaluate import scores
 
 
-def ensemble_scores(frames: list[pd.DataFrame]) -> dict:
-    columns = [f"p_{label}" for label in EMOTIONS]
+PROBABILITY_COLUMNS = [f"p_{label}" for label in EMOTIONS]
+
+
+def average_probabilities(frames: list[pd.DataFrame], weights: list[float] | None = None
+                          ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The first frame sorted by fold and clip, and the (weighted) mean of every frame's class
+    probabilities for those clips, ``(n_clips, n_classes)``."""
     key = ["fold", "clip_id"]
     frames = [f.sort_values(key).reset_index(drop=True) for f in frames]
     for other in frames[1:]:
         if not other[key].equals(frames[0][key]):
             raise ValueError("the prediction files do not hold the same clips of the same folds")
-    probabilities = np.mean([f[columns].to_numpy() for f in frames], axis=0)
-    y_true = frames[0]["true"].map(LABEL_INDEX).to_numpy()
+    probabilities = np.average([f[PROBABILITY_COLUMNS].to_numpy() for f in frames], axis=0, weights=weights)
+    return frames[0], probabilities
+
+
+def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = None) -> dict:
+    clips, probabilities = average_probabilities(frames, weights)
+    y_true = clips["true"].map(LABEL_INDEX).to_numpy()
     rows = []
-    for fold in sorted(frames[0]["fold"].unique()):
-        mask = (frames[0]["fold"] == fold).to_numpy()
+    for fold in sorted(clips["fold"].unique()):
+        mask = (clips["fold"] == fold).to_numpy()
         rows.append(fold_row(int(fold), scores(y_true[mask], probabilities[mask].argmax(axis=1), list(EMOTIONS)),
-                             sorted(int(a) for a in frames[0].loc[mask, "actor"].unique())))
+                             sorted(int(a) for a in clips.loc[mask, "actor"].unique())))
     return {"folds": rows, **summarise(rows)}
+
+
+def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
+    """The metrics and predictions of one ensemble made of the members of several reports.
+
+    Each report's probabilities weigh as many members as it trained. Refused unless the reports
+    ran the same folds and settings apart from ``train.ensemble`` and ``seed``, and their member
+    seeds follow on from each other without a gap or an overlap.
+    """
+    runs = sorted(([json.loads((Path(d) / "metrics.json").read_text()), Path(d)] for d in report_dirs),
+                  key=lambda run: run[0]["config"]["seed"])
+    configs = [copy.deepcopy(metrics["config"]) for metrics, _ in runs]
+    members = [config["train"]["ensemble"] for config in configs]
+    next_seed = configs[0]["seed"]
+    for (metrics, directory), config, count in zip(runs, configs, members):
+        if metrics.get("evaluated_on") != "test" or len(metrics["folds"]) != 6:
+            raise ValueError(f"{directory}: not a 6-fold test benchmark report")
+        if config["seed"] != next_seed:
+            raise ValueError(f"{directory}: its members start at seed {config['seed']}, not {next_seed}: "
+                             "the merged members must be seeds that follow on from each other")
+        next_seed += count
+        config["train"]["ensemble"] = config["seed"] = None
+    for (_, directory), config in zip(runs[1:], configs[1:]):
+        if config != configs[0]:
+            differing = sorted(k for k in config if config[k] != configs[0][k])
+            raise ValueError(f"{directory}: other settings than {runs[0][1]} ({', '.join(differing)})")
+    clips, probabilities = average_probabilities(
+        [pd.read_csv(directory / "predictions.csv") for _, directory in runs], weights=members)
+    # rounded as cv's predictions.csv is, so the file's argmax is the prediction scored
+    probabilities = probabilities.round(6)
+    predictions = clips.assign(predicted=[EMOTIONS[i] for i in probabilities.argmax(axis=1)])
+    predictions["correct"] = predictions["true"] == predictions["predicted"]
+    predictions[PROBABILITY_COLUMNS] = probabilities
+    scored = ensemble_scores([predictions])
+    fold_runs = [{row["fold"]: row for row in metrics["folds"]} for metrics, _ in runs]
+    for row in scored["folds"]:
+        row["epochs"] = sum(folds[row["fold"]]["epochs"] for folds in fold_runs)
+        row["seconds"] = round(sum(folds[row["fold"]]["seconds"] for folds in fold_runs), 1)
+    base = runs[0][0]
+    config = copy.deepcopy(base["config"])
+    config["train"]["ensemble"] = sum(members)
+    result = {
+        "protocol": base["protocol"], "evaluated_on": "test", **scored,
+        "wall_seconds": round(sum(metrics["wall_seconds"] for metrics, _ in runs), 1), "jobs": base["jobs"],
+        "config": config,
+        "hardware": " / ".join(dict.fromkeys(metrics["hardware"] for metrics, _ in runs)),
+        "commit": "+".join(dict.fromkeys(metrics["commit"] for metrics, _ in runs)),
+        "date": max(metrics["date"] for metrics, _ in runs),
+        "finished": max(metrics.get("finished", "") for metrics, _ in runs),
+        "merged_from": [{"report": directory.name, "seed": metrics["config"]["seed"], "members": count}
+                        for (metrics, directory), count in zip(runs, members)],
+    }
+    return result, predictions
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("name")
-    parser.add_argument("predictions", nargs="+")
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("predictions", nargs="*")
     parser.add_argument("--evaluated-on", default="val")
     parser.add_argument("--round", default="")
     parser.add_argument("--log", help="append the result to this JSON-lines log")
+    parser.add_argument("--merge", nargs="+", metavar="REPORT_DIR",
+                        help="join test benchmark reports into one ensemble's report")
+    parser.add_argument("--out", help="with --merge: the report folder (default reports/benchmarks/<date>-<commits>)")
     args = parser.parse_args()
+    if args.merge:
+        from emotion_cnn.cv import write_report
+
+        result, predictions = merge_reports([Path(d) for d in args.merge])
+        out = write_report(result, predictions, Path(args.out) if args.out else None)
+        print(f"RESULT merged ({result['config']['train']['ensemble']} members): test UA "
+              f"{result['mean']['ua']:.1f} ± {result['std']['ua']:.1f} {[round(r['ua'], 1) for r in result['folds']]} "
+              f"-> {out}")
+        return 0
+    if not args.name or not args.predictions:
+        parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")
     result = ensemble_scores([pd.read_csv(p) for p in args.predictions])
     record = {"name": args.name, "overrides": {"ensemble_of": [Path(p).stem for p in args.predictions]},
               "evaluated_on": args.evaluated_on, **result}

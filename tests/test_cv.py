@@ -2,10 +2,11 @@ import json
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_dataset, small_config
 
-from emotion_cnn.cv import cross_validate, fold_split, load_features, results_markdown
+from emotion_cnn.cv import cross_validate, fold_split, load_features, results_markdown, write_report
 from emotion_cnn.splits import EMOBOX_TEST_ACTORS, EMOBOX_VAL_ACTORS
 
 
@@ -43,6 +44,12 @@ def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
     assert (reports[0] / "confusion_pooled.png").is_file()
     assert "| 2 | 4, 10, 12, 14 |" in (reports[0] / "results.md").read_text()
     assert not (project_root / "splits" / "LATEST").exists()  # `train` keeps using the user's split
+    # the same commit benchmarked again that day: a folder of its own, the first report kept
+    first = (reports[0] / "metrics.json").read_text()
+    again = write_report({**saved, "finished": "later"}, pd.read_csv(reports[0] / "predictions.csv"))
+    assert again == reports[0].with_name(reports[0].name + "-2")
+    assert (reports[0] / "metrics.json").read_text() == first
+    assert json.loads((again / "metrics.json").read_text())["finished"] == "later"
 
 
 def test_validation_scoring_touches_no_test_actor(all_actors_dataset, project_root, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of emotion_cnn.io: atomic writes."""
+"""Tests of emotion_cnn.io: atomic writes, folders that are never shared."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from emotion_cnn.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    new_folder,
 )
 
 
@@ -131,3 +132,12 @@ def test_outputs_get_normal_permissions_not_mkstemps_private_ones(tmp_path):
 
     atomic_write_text(tmp_path / "shared.txt", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "shared.txt").st_mode) == FILE_MODE
+
+
+def test_new_folder_never_hands_out_a_taken_name(tmp_path):
+    base = tmp_path / "reports" / "2026-12-03-abc1234"
+    first = new_folder(base)
+    (first / "metrics.json").write_text("{}")
+    assert first == base and new_folder(base) == tmp_path / "reports" / "2026-12-03-abc1234-2"
+    assert new_folder(base).name == "2026-12-03-abc1234-3"
+    assert (first / "metrics.json").read_text() == "{}"

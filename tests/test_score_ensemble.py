@@ -42,3 +42,63 @@ def test_ensemble_refuses_files_of_different_clips(score_ensemble):
     other = one.assign(clip_id=["clip0", "clip9"])
     with pytest.raises(ValueError, match="same clips"):
         score_ensemble.ensemble_scores([one, other])
+
+
+def write_report(directory, probabilities: np.ndarray, true: list[str], folds: list[int], *,
+                 seed: int, members: int, **settings) -> None:
+    import json
+
+    from emotion_cnn.config import Config, config_from_dict
+
+    config = config_from_dict({**Config().to_dict(), "seed": seed}).to_dict()
+    config["train"]["ensemble"] = members
+    for section, values in settings.items():
+        config[section].update(values)
+    directory.mkdir(parents=True)
+    rows = [{"fold": fold, "ua": 0.0, "wa": 0.0, "macro_f1": 0.0, "actors": [fold],
+             "epochs": 60 * members, "seconds": 100.0 * members} for fold in range(1, 7)]
+    (directory / "metrics.json").write_text(json.dumps({
+        "protocol": "emobox", "evaluated_on": "test", "folds": rows, "wall_seconds": 300.0 * members,
+        "jobs": 2, "config": config, "hardware": "cpu", "commit": f"c{seed}", "date": "2026-12-03",
+        "finished": f"2026-12-03T1{members}:00:00+00:00"}))
+    predictions(probabilities, true, folds).to_csv(directory / "predictions.csv", index=False)
+
+
+def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config(score_ensemble, tmp_path):
+    true = ["neutral", "calm"] * 6
+    folds = [fold for fold in range(1, 7) for _ in range(2)]
+    two, one = np.zeros((12, 8)), np.zeros((12, 8))
+    # 2 members say neutral (0.8 : 0.2), the third says calm (0.1 : 0.9): weighed 2 : 1 neutral
+    # wins, 0.567 : 0.433; if each report counted as one member calm would, 0.45 : 0.55
+    two[:, 0], two[:, 1] = 0.8, 0.2
+    one[:, 0], one[:, 1] = 0.1, 0.9
+    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2)
+    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1)
+    result, merged = score_ensemble.merge_reports([tmp_path / "member-44", tmp_path / "members-42-43"])
+    assert list(merged["predicted"]) == ["neutral"] * 12
+    np.testing.assert_allclose(merged["p_neutral"], (2 * 0.8 + 0.1) / 3, atol=1e-6)
+    assert result["mean"]["wa"] == 50.0 and [row["fold"] for row in result["folds"]] == list(range(1, 7))
+    assert result["config"]["seed"] == 42 and result["config"]["train"]["ensemble"] == 3
+    assert result["folds"][0]["epochs"] == 180 and result["folds"][0]["seconds"] == 300.0
+    assert result["wall_seconds"] == 900.0 and result["commit"] == "c42+c44"
+    assert result["finished"] == "2026-12-03T12:00:00+00:00"
+    assert [m["members"] for m in result["merged_from"]] == [2, 1]
+
+    from emotion_cnn.config import config_from_record
+
+    assert config_from_record(result["config"]).train.ensemble == 3
+
+
+@pytest.mark.parametrize("seed, members, settings, message", [
+    (45, 1, {}, "start at seed 45, not 44"),
+    (43, 1, {}, "start at seed 43, not 44"),
+    (44, 1, {"model": {"recurrent_units": 32}}, "other settings.*model"),
+])
+def test_merge_refuses_members_that_a_single_run_would_not_have_trained(score_ensemble, tmp_path, seed,
+                                                                        members, settings, message):
+    probabilities = np.full((12, 8), 1 / 8)
+    true, folds = ["neutral"] * 12, [fold for fold in range(1, 7) for _ in range(2)]
+    write_report(tmp_path / "a", probabilities, true, folds, seed=42, members=2)
+    write_report(tmp_path / "b", probabilities, true, folds, seed=seed, members=members, **settings)
+    with pytest.raises(ValueError, match=message):
+        score_ensemble.merge_reports([tmp_path / "a", tmp_path / "b"])

@@ -128,6 +128,22 @@ def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, t
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_minus_1(synthetic_dataset):
+    """What lets score_ensemble.py --merge add members to a benchmark without retraining the others."""
+    import keras
+
+    cfg = small_config(synthetic_dataset, seed=7, train={"epochs": 2, "ensemble": 2})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    ensemble, ensemble_history = fit(cfg, split, verbose=0)
+    single, single_history = fit(small_config(synthetic_dataset, seed=8, train={"epochs": 2, "ensemble": 1}),
+                                 split, verbose=0)
+    second = [layer for layer in ensemble.layers if isinstance(layer, keras.Model)][1]
+    x = split.X_test[:8]
+    np.testing.assert_array_equal(second.predict(x, verbose=0), single.predict(x, verbose=0))
+    np.testing.assert_array_equal(ensemble_history.loc[ensemble_history["member"] == 2, "loss"].to_numpy(),
+                                  single_history["loss"].to_numpy())
+
+
 def test_restore_best_keeps_the_lowest_validation_loss_epoch_and_off_the_last(synthetic_dataset):
     cfg = small_config(synthetic_dataset, train={"epochs": 4, "ensemble": 1, "train_on_val": False,
                                                  "restore_best": True, "schedule": "plateau",

@@ -4,8 +4,9 @@ Every fold trains a fresh model on its 16 training actors (validation actors for
 the epoch), or with ``train.train_on_val`` on all 20 non-test actors for a fixed number of
 epochs, then scores its 4 test actors. ``evaluate_on="val"`` scores the validation
 actors instead: that is what settings are tuned on, so the test actors are touched once.
-Results go to ``reports/benchmarks/<date>-<commit>/``: ``metrics.json``, ``results.md``,
-the pooled confusion matrix over every test prediction, and ``predictions.csv``.
+Results go to ``reports/benchmarks/<date>-<commit>/`` (``-2``, ``-3``, ... for a later run of the
+same commit that day): ``metrics.json``, ``results.md``, the pooled confusion matrix over every
+test prediction, and ``predictions.csv``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 
 from emotion_cnn import splits
 from emotion_cnn.config import Config, paths
-from emotion_cnn.io import atomic_save_csv, atomic_write_json, atomic_write_text
+from emotion_cnn.io import atomic_save_csv, atomic_write_json, atomic_write_text, new_folder
 
 
 def load_features(cfg: Config) -> tuple[np.ndarray, pd.DataFrame]:
@@ -233,7 +234,10 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
     from emotion_cnn.config import EMOTIONS
 
     partial = "" if len(result["folds"]) == 6 else "-folds" + "_".join(str(r["fold"]) for r in result["folds"])
-    out_dir = Path(out_dir or paths().reports / "benchmarks" / f"{result['date']}-{result['commit']}{partial}")
+    if out_dir is None:
+        # a second run of one commit on one day gets <name>-2 instead of overwriting the first
+        out_dir = new_folder(paths().reports / "benchmarks" / f"{result['date']}-{result['commit']}{partial}")
+    out_dir = Path(out_dir)
     labels = list(EMOTIONS)
     confusion = confusion_matrix(predictions["true"], predictions["predicted"], labels=labels)
     result["pooled_confusion"] = confusion.tolist()

@@ -1,7 +1,7 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 An interrupted run never leaves a half-written file under the final name, and readers
-see either the old file or the new one.
+see either the old file or the new one. :func:`new_folder` gives each run a folder of its own.
 """
 
 from __future__ import annotations
@@ -62,3 +62,22 @@ def atomic_save_csv(path: str | Path, frame: Any) -> None:
     """Write a pandas DataFrame as CSV, atomically."""
     with atomic_open(path, "w") as handle:
         frame.to_csv(handle, index=False)
+
+
+def new_folder(base: str | Path) -> Path:
+    """Create ``base``, or ``base-2``, ``base-3``, ... when it is taken, and return it.
+
+    ``mkdir`` either creates the folder or fails, so two runs that want the same name (two
+    trainings started in the same second, two benchmarks of one commit on one day) never share
+    one and overwrite each other's files.
+    """
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    folder, n = base, 1
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = base.with_name(f"{base.name}-{n}")

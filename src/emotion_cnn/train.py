@@ -22,7 +22,7 @@ from keras import layers
 
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
-from emotion_cnn.io import atomic_save_csv, atomic_write_json
+from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
 from emotion_cnn.model import adapt_normalization, build_model
 
 
@@ -197,16 +197,7 @@ class TrainResult:
 
 def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = (runs_dir or paths().runs) / f"{stamp}-{split.directory.name}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    run_dir, n = base, 1
-    while True:
-        try:
-            run_dir.mkdir()  # atomic: two trainings started in the same second get two folders
-            return run_dir
-        except FileExistsError:
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
+    return new_folder((runs_dir or paths().runs) / f"{stamp}-{split.directory.name}")
 
 
 def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int | str = "auto"):
