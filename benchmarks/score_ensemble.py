@@ -17,7 +17,6 @@ already trained need not be trained again.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emotion_cnn.config import EMOTIONS, LABEL_INDEX
+from emotion_cnn.config import EMOTIONS, LABEL_INDEX, config_from_record
 from emotion_cnn.cv import fold_row, summarise
 from emotion_cnn.evaluate import scores
 
@@ -66,7 +65,8 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
     """
     runs = sorted(([json.loads((Path(d) / "metrics.json").read_text()), Path(d)] for d in report_dirs),
                   key=lambda run: run[0]["config"]["seed"])
-    configs = [copy.deepcopy(metrics["config"]) for metrics, _ in runs]
+    # as each report ran: settings added since take the value they had before they existed
+    configs = [config_from_record(metrics["config"]).to_dict() for metrics, _ in runs]
     members = [config["train"]["ensemble"] for config in configs]
     next_seed = configs[0]["seed"]
     for (metrics, directory), config, count in zip(runs, configs, members):
@@ -94,7 +94,7 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
         row["epochs"] = sum(folds[row["fold"]]["epochs"] for folds in fold_runs)
         row["seconds"] = round(sum(folds[row["fold"]]["seconds"] for folds in fold_runs), 1)
     base = runs[0][0]
-    config = copy.deepcopy(base["config"])
+    config = config_from_record(base["config"]).to_dict()
     config["train"]["ensemble"] = sum(members)
     result = {
         "protocol": base["protocol"], "evaluated_on": "test", **scored,
