@@ -226,6 +226,14 @@ def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):
         fit(cfg, split, verbose=0)
 
 
+def write_benchmark(project_root: Path, name: str, config: dict, *, date: str, folds: int = 6, **fields) -> None:
+    """A benchmark report's metrics.json, as far as ``latest_benchmark`` reads it."""
+    folder = project_root / "reports" / "benchmarks" / name
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"protocol": "emobox", "date": date, "config": config,
+                                                     "folds": [{}] * folds, **fields}))
+
+
 def test_sidecar_benchmark_is_the_newest_one_of_the_same_settings(project_root):
     from emotion_cnn.config import Config
     from emotion_cnn.train import latest_benchmark
@@ -236,11 +244,8 @@ def test_sidecar_benchmark_is_the_newest_one_of_the_same_settings(project_root):
         config = cfg.to_dict()
         config["model"].update(model)
         del config["model"]["utterance_norm"]  # written before that setting existed: its default
-        folder = project_root / "reports" / "benchmarks" / name
-        folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps({
-            "protocol": "emobox", "date": date, "config": config, "folds": [{}] * folds,
-            "mean": {"ua": float(len(name))}, "std": {"ua": 1.0}}))
+        write_benchmark(project_root, name, config, date=date, folds=folds,
+                        mean={"ua": float(len(name))}, std={"ua": 1.0})
 
     assert latest_benchmark(cfg) is None
     report("2026-01-01-aaaa", date="2026-01-01")
@@ -261,12 +266,8 @@ def test_sidecar_benchmark_of_one_day_is_the_one_that_finished_last(project_root
     cfg = Config()
     for name, finished in [("2026-01-01-ffff", None), ("2026-01-01-bbbb", "2026-01-01T15:00:00+00:00"),
                            ("2026-01-01-aaaa", "2026-01-01T16:00:00+00:00")]:
-        folder = project_root / "reports" / "benchmarks" / name
-        folder.mkdir(parents=True)
-        record = {"date": "2026-01-01", "config": cfg.to_dict(), "folds": [{}] * 6}
-        if finished:
-            record["finished"] = finished
-        (folder / "metrics.json").write_text(json.dumps(record))
+        write_benchmark(project_root, name, cfg.to_dict(), date="2026-01-01",
+                        **({"finished": finished} if finished else {}))
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-aaaa"
 
 
@@ -286,9 +287,7 @@ def test_sidecar_benchmark_reads_old_reports_as_they_ran(project_root, section, 
     config = cfg.to_dict()
     for name in missing:
         del config[section][name]
-    folder = project_root / "reports" / "benchmarks" / "2026-01-01-old"
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"date": "2026-01-01", "config": config, "folds": [{}] * 6}))
+    write_benchmark(project_root, "2026-01-01-old", config, date="2026-01-01")
     assert latest_benchmark(cfg) is None
     for name, value in zip(missing, as_it_ran):
         setattr(getattr(cfg, section), name, value)
