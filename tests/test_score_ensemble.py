@@ -83,6 +83,9 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     assert result["wall_seconds"] == 900.0 and result["commit"] == "c42+c44"
     assert result["finished"] == "2026-12-03T12:00:00+00:00"
     assert [m["members"] for m in result["merged_from"]] == [2, 1]
+    from emotion_cnn.cv import results_markdown
+
+    assert "members-42-43 (2 members from seed 42); member-44 (1 member from seed 44)" in results_markdown(result)
 
     from emotion_cnn.config import config_from_record
 

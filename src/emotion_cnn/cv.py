@@ -260,9 +260,14 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
 def results_markdown(result: dict) -> str:
     lines = [f"# EmoBox speaker-independent cross-validation, {len(result['folds'])} folds "
              f"({result['date']}, commit {result['commit']})",
-             "", f"Hardware: {result['hardware']}. Wall time: {result['wall_seconds'] / 60:.1f} min.", "",
-             "| fold | test actors | UA % | WA % | macro-F1 % | epochs (all models) | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             "", f"Hardware: {result['hardware']}. Wall time: {result['wall_seconds'] / 60:.1f} min.", ""]
+    if "merged_from" in result:
+        runs = "; ".join(f"{m['report']} ({m['members']} member{'s' * (m['members'] > 1)} from seed {m['seed']})"
+                         for m in result["merged_from"])
+        lines += [f"One ensemble made of the members of several runs (`benchmarks/score_ensemble.py --merge`): "
+                  f"{runs}. Wall time and seconds are their sums.", ""]
+    lines += ["| fold | test actors | UA % | WA % | macro-F1 % | epochs (all models) | seconds |",
+              "|---|---|---|---|---|---|---|"]
     for r in result["folds"]:
         lines.append(f"| {r['fold']} | {', '.join(map(str, r['actors']))} | {r['ua']:.1f} | {r['wa']:.1f} | "
                      f"{r['macro_f1']:.1f} | {r['epochs']} | {r['seconds']:.0f} |")
