@@ -1,9 +1,12 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import benchmark_script
 
-from emotion_cnn.config import EMOTIONS
+from emotion_cnn.config import EMOTIONS, Config, config_from_dict, config_from_record
+from emotion_cnn.cv import results_markdown
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +49,7 @@ def test_ensemble_refuses_files_of_different_clips(score_ensemble):
 
 def write_report(directory, probabilities: np.ndarray, true: list[str], folds: list[int], *,
                  seed: int, members: int, **settings) -> None:
-    import json
-
-    from emotion_cnn.config import Config, config_from_dict
-
+    """A test benchmark report of ``members`` models from ``seed``: metrics.json and predictions.csv."""
     config = config_from_dict({**Config().to_dict(), "seed": seed}).to_dict()
     config["train"]["ensemble"] = members
     for section, values in settings.items():
@@ -83,12 +83,7 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     assert result["wall_seconds"] == 900.0 and result["commit"] == "c42+c44"
     assert result["finished"] == "2026-12-03T12:00:00+00:00"
     assert [m["members"] for m in result["merged_from"]] == [2, 1]
-    from emotion_cnn.cv import results_markdown
-
     assert "members-42-43 (2 members from seed 42); member-44 (1 member from seed 44)" in results_markdown(result)
-
-    from emotion_cnn.config import config_from_record
-
     assert config_from_record(result["config"]).train.ensemble == 3
 
 
