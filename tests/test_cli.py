@@ -29,7 +29,7 @@ def test_prepare_train_evaluate_from_the_command_line(synthetic_dataset, project
     assert "test WA" in out and (project_root / "emotion_cnn_model.keras").is_file()
     run_dir = Path(out.split("run ", 1)[1].split()[0])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["models"] == 2 and metrics["epochs_run"] == 2  # the default ensemble: 2 x 1 epoch
+    assert metrics["models"] == 3 and metrics["epochs_run"] == 3  # the default ensemble: 3 x 1 epoch
     assert metrics["split"] == str(split_dir)
 
     assert main(["evaluate", str(run_dir)]) == 0
