@@ -5,19 +5,20 @@ import pytest
 from conftest import small_config
 
 from emotion_cnn.cli import main
+from emotion_cnn.config import Config
 
 
-def _write_config(tmp_path, data_dir) -> str:
+def _write_config(tmp_path, data_dir, **overrides) -> str:
     import yaml
 
-    cfg = small_config(data_dir).to_dict()
+    cfg = small_config(data_dir, **overrides).to_dict()
     path = tmp_path / "quick.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 
 
 def test_prepare_train_evaluate_from_the_command_line(synthetic_dataset, project_root, tmp_path, capsys):
-    config = _write_config(tmp_path, synthetic_dataset)
+    config = _write_config(tmp_path, synthetic_dataset, train={"ensemble": Config().train.ensemble})
     assert main(["prepare", "--config", config, "--test-actors", "3", "--val-actors", "4", "--quiet"]) == 0
     split_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert split_dir.name == "actors-test3"  # actor lists imply the actors protocol
@@ -29,7 +30,8 @@ def test_prepare_train_evaluate_from_the_command_line(synthetic_dataset, project
     assert "test WA" in out and (project_root / "emotion_cnn_model.keras").is_file()
     run_dir = Path(out.split("run ", 1)[1].split()[0])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["models"] == 3 and metrics["epochs_run"] == 3  # the default ensemble: 3 x 1 epoch
+    default_members = Config().train.ensemble
+    assert metrics["models"] == default_members and metrics["epochs_run"] == default_members  # x 1 epoch
     assert metrics["split"] == str(split_dir)
 
     assert main(["evaluate", str(run_dir)]) == 0
