@@ -85,6 +85,23 @@ def test_recurrent_summary_reads_the_frames_in_time_order(rng, recurrent_block, 
         sequence, feature_map.transpose(0, 2, 1, 3).reshape(batch, frames, rows * channels))
 
 
+def test_stacked_recurrent_layers_feed_the_last_one_the_sequence(rng):
+    """With two layers the first GRU returns one state pair per frame, which the second (the
+    one whose final states join the pooled features) reads; the summary width is unchanged."""
+    one = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=6))
+    two = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=6, recurrent_layers=2))
+    assert two.get_layer("recurrent_stack1").output.shape[1:] == (10, 2 * 6)  # 10 frames after block 2
+    assert two.get_layer("recurrent").input.shape[1:] == (10, 2 * 6)
+    assert two.get_layer("stats_pool").output.shape == one.get_layer("stats_pool").output.shape
+    assert two.count_params() > one.count_params()
+    assert "recurrent_stack1" not in {layer.name for layer in one.layers}
+
+
+def test_zero_recurrent_layers_are_refused():
+    with pytest.raises(ValueError, match="model.recurrent_layers must be 1 or more, not 0"):
+        build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_layers=0))
+
+
 @pytest.mark.parametrize("recurrent_block", [0, -3, 1])
 def test_recurrent_block_outside_the_model_is_refused(recurrent_block):
     with pytest.raises(ValueError, match=f"model.recurrent_block must be -1 .* to -2 .*not {recurrent_block}"):
@@ -98,6 +115,7 @@ def test_unknown_pooling_is_refused():
 
 @pytest.mark.parametrize("options", [{"pooling": "attention"}, {"recurrent_units": 4},
                                      {"recurrent_units": 4, "recurrent_block": -2},
+                                     {"recurrent_units": 4, "recurrent_layers": 2},
                                      {"recurrent_units": 0}, {"pooling": "global"}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras

@@ -26,7 +26,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     over time (``pooling="attention"``), or over time and frequency (``pooling="global"``).
     With ``recurrent_units`` a bidirectional GRU also reads a block's map frame by frame (the
     last block's, or an earlier, longer one's with ``recurrent_block``) and its final states
-    join the pooled features. Then dropout and a softmax layer. With
+    join the pooled features; with ``recurrent_layers`` > 1, stacked GRUs read it, each the
+    sequence of the one before. Then dropout and a softmax layer. With
     ``utterance_norm`` each clip's mean per mel band (over its frames) is subtracted after the
     normalisation.
 
@@ -51,6 +52,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     if config.utterance_norm:
         clip_mean = layers.AveragePooling2D((1, input_shape[1]), name="clip_mean")(x)
         x = layers.Subtract(name="subtract_clip_mean")([x, clip_mean])
+    if config.recurrent_layers < 1:
+        raise ValueError(f"model.recurrent_layers must be 1 or more, not {config.recurrent_layers}")
     if not -len(config.filters) <= config.recurrent_block <= -1:
         raise ValueError(f"model.recurrent_block must be -1 (the last block) to "
                          f"-{len(config.filters)} (the first), not {config.recurrent_block}")
@@ -92,6 +95,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         rows, steps, channels = feature_map.shape[1:]
         sequence = layers.Reshape((steps, rows * channels), name="frames_as_sequence")(
             layers.Permute((2, 1, 3), name="time_first")(feature_map))
+        for layer in range(1, config.recurrent_layers):
+            sequence = layers.Bidirectional(layers.GRU(config.recurrent_units, return_sequences=True),
+                                            name=f"recurrent_stack{layer}")(sequence)
         summaries.append(layers.Bidirectional(layers.GRU(config.recurrent_units),
                                               name="recurrent")(sequence))
     x = layers.Concatenate(name="stats_pool")(summaries)
