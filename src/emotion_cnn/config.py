@@ -137,7 +137,7 @@ class ModelConfig:
     # its final states beside the mean and max (round 12: 32 units, +1.3 validation UA over 3 seeds;
     # round 13: 64 units, a further +0.9 over 3 seeds; 0: off)
     recurrent_units: int = 64
-    recurrent_layers: int = 1  # stacked GRUs; round 17 measures 2
+    recurrent_layers: int = 1  # stacked GRUs; round 17: 2 lost 1.1 validation UA (one seed)
     recurrent_block: int = -1  # the block whose map the GRU reads: -1 the last, -2 the one before (about 2x the frames)
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input
