@@ -15,7 +15,6 @@ wrote, on its test clips: the leak table). Results are appended to
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -27,15 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-
-
-def load_exported(path: str):
-    """Features ``(n, n_mels, n_frames)``, their metadata rows, and the feature settings they
-    were exported with (``None`` for exports older than that record)."""
-    data = np.load(path, allow_pickle=False)
-    meta = pd.read_csv(Path(path).with_suffix(".csv"))
-    features = json.loads(str(data["features"])) if "features" in data.files else None
-    return data["X"].astype(np.float32), meta, features
 
 
 def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) -> np.ndarray:
@@ -112,10 +102,9 @@ def score_fewer_train_actors(cfg, X, meta, n_actors: int, folds: list[int] | Non
 def run_one(args):
     name, overrides, data_path, evaluate_on, folds, predictions_dir, models_dir = args
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
-    from emotion_cnn.config import config_from_dict, config_from_record
-    from emotion_cnn.cv import cross_validate
+    from emotion_cnn.config import config_from_dict
+    from emotion_cnn.cv import cross_validate, load_exported
 
-    X, meta, exported_with = load_exported(data_path)
     settings = dict(overrides)
     manifest = settings.pop("manifest", None)
     train_actors = settings.pop("train_actors", None)
@@ -123,16 +112,10 @@ def run_one(args):
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
-    # the log records the experiment's feature settings: they must be the ones X was made with
-    if exported_with is not None:
-        try:
-            exported_with = dataclasses.asdict(config_from_record({"features": exported_with}).features)
-        except ValueError as err:  # a setting since removed
-            raise ValueError(f"{name}: {data_path} was exported with settings this code lacks ({err}): "
-                             "export it again") from None
-        if exported_with != dataclasses.asdict(cfg.features):
-            raise ValueError(f"{name}: {data_path} holds features made with {exported_with}, but the experiment "
-                             f"sets {dataclasses.asdict(cfg.features)}: export them with its settings")
+    try:  # the log records the experiment's feature settings: they must be the ones X was made with
+        X, meta, _ = load_exported(data_path, cfg)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
     if speaker_norm:
         X = normalise_per_speaker(X, meta["actor"].to_numpy(), floor=-cfg.features.top_db)
     if evaluate_on == "val":

@@ -71,3 +71,32 @@ def test_fetch_from_a_local_folder_into_ravdess_dir(synthetic_dataset, tmp_path,
     assert main(["fetch", "--from", str(synthetic_dataset)]) == 0
     assert len(list(target.rglob("*.wav"))) == 96
     assert "now holds 96 audio files" in capsys.readouterr().out
+
+
+def test_cv_from_exported_features_needs_no_audio(tmp_path, rng, project_root, monkeypatch, capsys):
+    import dataclasses
+    import shutil
+
+    import numpy as np
+    from conftest import make_dataset
+
+    from emotion_cnn.cv import load_features
+
+    data = make_dataset(tmp_path / "ravdess", rng, actors=range(1, 25), repetitions=(1,), seconds=1.0)
+    config = _write_config(tmp_path, data, split={"protocol": "emobox"})
+    from emotion_cnn.config import load_config
+
+    cfg = load_config(config)
+    X, meta = load_features(cfg)
+    np.savez(tmp_path / "f.npz", X=X.astype("float16"), features=json.dumps(dataclasses.asdict(cfg.features)))
+    meta.to_csv(tmp_path / "f.csv", index=False)
+    shutil.rmtree(data)  # as on a machine without the audio
+    monkeypatch.setenv("RAVDESS_DIR", str(tmp_path / "nowhere"))
+    assert main(["cv", "--config", config, "--features", str(tmp_path / "f.npz"), "--folds", "2",
+                 "--epochs", "1", "--out", str(tmp_path / "report")]) == 0
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert [r["actors"] for r in saved["folds"]] == [[4, 10, 12, 14]] and sum(map(sum, saved["pooled_confusion"])) == 32
+    capsys.readouterr()
+    assert main(["cv", "--config", config, "--features", str(tmp_path / "f.npz"), "--set", "features.n_mels=24",
+                 "--folds", "2", "--epochs", "1"]) == 2
+    assert "f.npz holds features made with" in capsys.readouterr().err

@@ -93,7 +93,7 @@ def test_an_experiment_refuses_features_exported_with_other_settings(search, tmp
     X = rng.uniform(-60, -10, size=(2, 4, 10)).astype("float16")
     np.savez(tmp_path / "f.npz", X=X, features=json.dumps(dataclasses.asdict(FeatureConfig(fmax=11025.0))))
     pd.DataFrame({"actor": [1, 2]}).to_csv(tmp_path / "f.csv", index=False)
-    assert search.load_exported(str(tmp_path / "f.npz"))[2]["fmax"] == 11025.0
+    assert cv.load_exported(str(tmp_path / "f.npz"))[2]["fmax"] == 11025.0
     args = ("narrow", {"train": {"ensemble": 1}}, str(tmp_path / "f.npz"), "val", None, None, None)
     with pytest.raises(ValueError, match=r"narrow: .*f\.npz holds features made with .*'fmax': 11025\.0"):
         search.run_one(args)
@@ -105,7 +105,7 @@ def test_exported_features_record_their_settings_for_search(search, tmp_path, rn
     monkeypatch.setattr("sys.argv", ["export_features.py", str(tmp_path / "f.npz"), "--set", "features.n_mels=32",
                                      "--set", "features.duration=1.0"])
     assert benchmark_script("export_features").main() == 0
-    X, meta, features = search.load_exported(str(tmp_path / "f.npz"))
+    X, meta, features = cv.load_exported(str(tmp_path / "f.npz"))
     assert X.shape[:2] == (len(meta), 32) and features["n_mels"] == 32 and features["duration"] == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv", "f.npz", "ravdess"]  # no temp files left
 

@@ -143,10 +143,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from emotion_cnn.cv import cross_validate
+    from emotion_cnn.cv import cross_validate, load_exported
 
-    cross_validate(_config(args), folds=args.folds, out_dir=Path(args.out) if args.out else None,
-                   verbose=2 if args.jobs == 1 else 0, jobs=args.jobs)
+    cfg = _config(args)
+    data = load_exported(args.features, cfg)[:2] if args.features else None
+    cross_validate(cfg, folds=args.folds, out_dir=Path(args.out) if args.out else None,
+                   verbose=2 if args.jobs == 1 else 0, jobs=args.jobs, data=data)
     return 0
 
 
@@ -241,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default reports/benchmarks/<date>-<commit>)")
     p.add_argument("--jobs", type=int, default=1,
                    help="folds trained at once, each in its own process with its share of the cores")
+    p.add_argument("--features", metavar="NPZ",
+                   help="features written by benchmarks/export_features.py instead of the audio: "
+                        "for a machine without the audio stack (a lent GPU)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_cv)
 

@@ -12,6 +12,8 @@ test prediction, and ``predictions.csv``.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import os
 import platform
 import subprocess
@@ -46,6 +48,36 @@ def load_features(cfg: Config) -> tuple[np.ndarray, pd.DataFrame]:
     # prepare's own order, so a random split drawn here equals the one prepare writes
     order = meta.sort_values(["actor", "clip_id", "path"], kind="stable").index.to_numpy()
     return X[order], meta.loc[order].reset_index(drop=True)
+
+
+def load_exported(path: str | Path, cfg: Config | None = None) -> tuple[np.ndarray, pd.DataFrame, dict | None]:
+    """Features written by ``benchmarks/export_features.py`` (``path``, its ``.csv`` beside it):
+    for a machine without the audio stack, e.g. a lent GPU.
+
+    With ``cfg``, raises ``ValueError`` unless they were made with ``cfg.features``.
+
+    Returns
+    -------
+    X : np.ndarray, shape (n, n_mels, n_frames), float32
+    meta : pd.DataFrame, one row per clip
+    features : dict or None
+        The feature settings they were exported with (``None`` for exports older than that
+        record, which are taken on trust).
+    """
+    from emotion_cnn.config import config_from_record
+
+    data = np.load(path, allow_pickle=False)
+    meta = pd.read_csv(Path(path).with_suffix(".csv"))
+    exported_with = json.loads(str(data["features"])) if "features" in data.files else None
+    if cfg is not None and exported_with is not None:
+        try:
+            settings = dataclasses.asdict(config_from_record({"features": exported_with}).features)
+        except ValueError as err:  # a setting since removed
+            raise ValueError(f"{path} was exported with settings this code lacks ({err}): export it again") from None
+        if settings != dataclasses.asdict(cfg.features):
+            raise ValueError(f"{path} holds features made with {settings}, but the config sets "
+                             f"{dataclasses.asdict(cfg.features)}: export them with its settings")
+    return data["X"].astype(np.float32), meta, exported_with
 
 
 def fold_split(X: np.ndarray, meta: pd.DataFrame, cfg: Config, *, name: str):
