@@ -2,10 +2,15 @@
 
     python benchmarks/score_ensemble.py NAME runs/a.csv runs/b.csv [--log benchmarks/results_log.jsonl]
     python benchmarks/score_ensemble.py --merge reports/benchmarks/A reports/benchmarks/B [--out DIR]
+    python benchmarks/score_ensemble.py --curve runs/a.csv runs/b.csv runs/c.csv ...
 
 Each CSV is a ``search.py --predictions`` file (the same clips of the same folds, scored on the
 same actors). The ensemble averages the class probabilities per clip, as
 ``train.ensemble`` does inside one model, and is scored per fold like ``search.py``.
+
+``--curve`` scores every subset of the runs and prints, per ensemble size, the mean, lowest
+and highest 6-fold mean UA over the subsets of that size: what one more member is worth, with
+the luck of which seeds were drawn averaged out.
 
 ``--merge`` joins test benchmark reports (``emotion-cnn cv``) of the same settings whose
 members' seeds follow on from each other, e.g. a 2-member run of seed 42 (seeds 42, 43) and a
@@ -54,6 +59,20 @@ def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = No
         rows.append(fold_row(int(fold), scores(y_true[mask], probabilities[mask].argmax(axis=1), list(EMOTIONS)),
                              sorted(int(a) for a in clips.loc[mask, "actor"].unique())))
     return {"folds": rows, **summarise(rows)}
+
+
+def ensemble_curve(frames: list[pd.DataFrame]) -> list[dict]:
+    """Per ensemble size ``k`` (1 to ``len(frames)``): the number of ``k``-member subsets of
+    ``frames`` and the mean, lowest and highest of their mean UA over the folds."""
+    from itertools import combinations
+
+    curve = []
+    for k in range(1, len(frames) + 1):
+        uas = [ensemble_scores([frames[i] for i in subset])["mean"]["ua"]
+               for subset in combinations(range(len(frames)), k)]
+        curve.append({"members": k, "subsets": len(uas), "mean_ua": float(np.mean(uas)),
+                      "min_ua": float(min(uas)), "max_ua": float(max(uas))})
+    return curve
 
 
 def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
@@ -119,6 +138,8 @@ def main() -> int:
     parser.add_argument("--log", help="append the result to this JSON-lines log")
     parser.add_argument("--merge", nargs="+", metavar="REPORT_DIR",
                         help="join test benchmark reports into one ensemble's report")
+    parser.add_argument("--curve", action="store_true",
+                        help="score every subset of the prediction files: mean UA by ensemble size")
     parser.add_argument("--out", help="with --merge: the report folder (default reports/benchmarks/<date>-<commits>)")
     args = parser.parse_args()
     if args.merge:
@@ -129,6 +150,15 @@ def main() -> int:
         print(f"RESULT merged ({result['config']['train']['ensemble']} members): test UA "
               f"{result['mean']['ua']:.1f} ± {result['std']['ua']:.1f} {[round(r['ua'], 1) for r in result['folds']]} "
               f"-> {out}")
+        return 0
+    if args.curve:
+        files = [args.name, *args.predictions] if args.name else args.predictions
+        if len(files) < 2:
+            parser.error("--curve needs two or more prediction files")
+        print("members  subsets  mean UA  lowest  highest")
+        for row in ensemble_curve([pd.read_csv(p) for p in files]):
+            print(f"{row['members']:>7}  {row['subsets']:>7}  {row['mean_ua']:>7.2f}  {row['min_ua']:>6.2f}  "
+                  f"{row['max_ua']:>7.2f}")
         return 0
     if not args.name or not args.predictions:
         parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")

@@ -92,3 +92,19 @@ def test_results_markdown_lists_published_baselines():
               "std": {"ua": 0.0, "wa": 0.0, "macro_f1": 0.0}}
     text = results_markdown(result)
     assert "whisper-large-v3: 75.3" in text and "1 folds" in text
+
+
+def test_hardware_names_the_gpu_the_backend_computes_on(monkeypatch):
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from emotion_cnn import cv
+
+    assert not cv.hardware().startswith("NVIDIA")  # the test machine computes on its CPU
+    fake_jax = ModuleType("jax")
+    fake_jax.devices = lambda: [SimpleNamespace(platform="gpu", device_kind="NVIDIA H200")]
+    monkeypatch.setitem(sys.modules, "jax", fake_jax)
+    monkeypatch.setattr("keras.backend.backend", lambda: "jax")
+    assert cv.hardware().startswith("NVIDIA H200 with ") and cv.hardware().endswith("(jax)")
+    fake_jax.devices = lambda: [SimpleNamespace(platform="cpu", device_kind="cpu")]
+    assert not cv.hardware().startswith("cpu with")

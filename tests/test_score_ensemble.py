@@ -100,3 +100,16 @@ def test_merge_refuses_members_that_a_single_run_would_not_have_trained(score_en
     write_report(tmp_path / "b", probabilities, true, folds, seed=seed, members=members, **settings)
     with pytest.raises(ValueError, match=message):
         score_ensemble.merge_reports([tmp_path / "a", tmp_path / "b"])
+
+
+def test_curve_averages_every_subset_of_each_size(score_ensemble, rng):
+    true = [EMOTIONS[i % 8] for i in range(16)]
+    folds = [1] * 8 + [2] * 8
+    frames = [predictions(rng.dirichlet(np.ones(8), size=16), true, folds) for _ in range(4)]
+    curve = score_ensemble.ensemble_curve(frames)
+    assert [(row["members"], row["subsets"]) for row in curve] == [(1, 4), (2, 6), (3, 4), (4, 1)]
+    singles = [score_ensemble.ensemble_scores([f])["mean"]["ua"] for f in frames]
+    assert curve[0]["mean_ua"] == pytest.approx(np.mean(singles))
+    assert (curve[0]["min_ua"], curve[0]["max_ua"]) == (min(singles), max(singles))
+    everything = score_ensemble.ensemble_scores(frames)["mean"]["ua"]
+    assert curve[-1]["mean_ua"] == curve[-1]["min_ua"] == curve[-1]["max_ua"] == everything

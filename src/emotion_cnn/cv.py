@@ -148,7 +148,31 @@ def hardware() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, keras {keras.__version__} ({keras.backend.backend()})"
+    accelerator = _accelerator(keras.backend.backend())
+    return (f"{accelerator + ' with ' if accelerator else ''}{cpu}, {os.cpu_count()} cores, "
+            f"keras {keras.__version__} ({keras.backend.backend()})")
+
+
+def _accelerator(backend: str) -> str | None:
+    """The name of the GPU the backend computes on, ``None`` on the CPU."""
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            return None if device.platform == "cpu" else device.device_kind
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else None
+    except (ImportError, RuntimeError):
+        return None
+    return None
 
 
 def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path | None = None,
