@@ -4,7 +4,8 @@
 #   RAVDESS_DIR=../shared/ravdess .venv/bin/python benchmarks/export_features.py .device/features-hop20.npz
 # and, where Keras is missing there, its wheels (keras, namex, optree) in .whl/. It trains the
 # GPU row of the test benchmark (`cv --features`, the default config) beside seeds 42-45 of the
-# default's member on validation actors; the second call ran NOROW=1 SEEDS="46 47 48 49".
+# default's member on validation actors; the second call ran NOROW=1 SEEDS="46 47 48 49", the
+# third NOROW=1 PREFIX=gpu_pcen_seed (PCEN features, seeds 42-45).
 # Everything lands in logs/, preds1/, preds4/ (folds 1-3 and 4-6) and reports/benchmarks/h200,
 # packed into $OUT/results.tgz.
 set -u
@@ -27,7 +28,7 @@ date +%s > logs/start
 for seed in ${SEEDS:-42 43 44 45}; do
   for half in 1 4; do
     timeout -s TERM $LIMIT python3 benchmarks/search.py .device/features-hop20.npz "$EXPERIMENTS" \
-      --only gpu_gru_64_seed$seed --folds $half $((half + 1)) $((half + 2)) --procs 1 --round 18 \
+      --only ${PREFIX:-gpu_gru_64_seed}$seed --folds $half $((half + 1)) $((half + 2)) --procs 1 --round 18 \
       --predictions preds$half --log logs/results_log.jsonl > logs/val_${seed}_$half.log 2>&1 &
   done
 done

@@ -7,7 +7,8 @@ Each experiment (a name and a nested override of the default config) runs 6-fold
 cross-validation scored on each fold's validation actors; experiments run in parallel
 processes. An experiment may also set ``train_actors: N`` (train on N of each fold's 16
 training actors: a learning curve), ``speaker_norm: true`` (features shifted per actor by
-:func:`normalise_per_speaker`) or ``manifest: PATH`` (score the exact split ``prepare``
+:func:`normalise_per_speaker`), ``pcen: true`` (the log-mel turned into PCEN by
+:func:`pcen_from_log_mel`) or ``manifest: PATH`` (score the exact split ``prepare``
 wrote, on its test clips: the leak table). Results are appended to
 ``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 """
@@ -55,6 +56,44 @@ def normalise_per_speaker(X: np.ndarray, actors: np.ndarray, *, floor: float) ->
         shifted = X[rows] - np.nan_to_num(means - overall)[None, :, None]
         out[rows] = np.where(sounding[rows], np.clip(shifted, floor, 0.0), floor)
     return out
+
+
+def pcen_from_log_mel(X: np.ndarray, *, sr: int, hop_length: int, top_db: float, peak_power: float = 1e20,
+                      time_constant: float = 0.4, gain: float = 0.98, bias: float = 2.0, power: float = 0.5,
+                      eps: float = 1e-6) -> np.ndarray:
+    """Per-channel energy normalisation (Wang et al. 2017, with ``librosa.pcen``'s defaults) of
+    exported log-mel features, in place of the log: each band divided by its own smoothed
+    energy (about 0.4 s), then root-compressed. The export keeps only dB relative to each
+    clip's peak, so the mel power is rebuilt with the peak at ``peak_power`` (about a
+    full-scale clip at librosa's recommended 2**31 input scaling). The result, 0 and up, is
+    scaled by 10 and shifted down by ``top_db``, so that the augmentation masks, which fill with
+    ``-top_db``, still fill with the lowest value there is.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, n_mels, n_frames)
+        Log-mel in dB, ``[-top_db, 0]``.
+
+    Returns
+    -------
+    np.ndarray, shape (n, n_mels, n_frames), float32, ``>= -top_db``
+    """
+    frames = time_constant * sr / hop_length
+    b = (np.sqrt(1 + 4 * frames ** 2) - 1) / (2 * frames ** 2)
+
+    def pcen(energy: np.ndarray) -> np.ndarray:
+        smooth = np.empty_like(energy)
+        # settled on the first frame (as librosa.pcen with zi scaled by it): librosa's own start, near
+        # zero energy, would make every clip's first 0.4 s an onset
+        state = energy[..., 0]
+        for t in range(energy.shape[-1]):
+            state = (1 - b) * state + b * energy[..., t]
+            smooth[..., t] = state
+        agc = np.exp(-gain * (np.log(eps) + np.log1p(smooth / eps)))
+        return bias ** power * np.expm1(power * np.log1p(energy * agc / bias))
+
+    energy = 10.0 ** (X.astype(np.float64) / 10.0) * peak_power
+    return (pcen(energy) * 10.0 - top_db).astype(np.float32)
 
 
 def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
@@ -109,6 +148,7 @@ def run_one(args):
     manifest = settings.pop("manifest", None)
     train_actors = settings.pop("train_actors", None)
     speaker_norm = settings.pop("speaker_norm", False)
+    use_pcen = settings.pop("pcen", False)
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
@@ -118,6 +158,9 @@ def run_one(args):
         raise ValueError(f"{name}: {err}") from None
     if speaker_norm:
         X = normalise_per_speaker(X, meta["actor"].to_numpy(), floor=-cfg.features.top_db)
+    if use_pcen:
+        f = cfg.features
+        X = pcen_from_log_mel(X, sr=f.sr, hop_length=f.hop_length, top_db=f.top_db)
     if evaluate_on == "val":
         cfg.train.train_on_val = False  # the validation actors are scored, so never trained on
     started = time.time()

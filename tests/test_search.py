@@ -130,3 +130,40 @@ def test_an_export_from_before_a_setting_existed_counts_as_its_default(search, t
     np.savez(tmp_path / "f.npz", X=X, features=json.dumps({**older, "reference": "peak"}))
     with pytest.raises(ValueError, match=r"old_export: .*f\.npz was exported with settings this code lacks .*reference"):
         search.run_one(args)
+
+
+def test_pcen_from_log_mel_is_librosas_pcen_scaled_above_the_floor(search, rng):
+    import librosa
+    import scipy.signal
+
+    X = rng.uniform(-80, 0, size=(3, 5, 40)).astype("float32")
+    X[:, :, :10] = -80.0  # leading silence
+    out = search.pcen_from_log_mel(X, sr=16000, hop_length=320, top_db=80.0)
+    assert out.shape == X.shape and out.dtype == np.float32 and out.min() >= -80.0
+    power = 10.0 ** (X.astype(np.float64) / 10.0) * 1e20
+    frames = 0.4 * 16000 / 320
+    b = (np.sqrt(1 + 4 * frames ** 2) - 1) / (2 * frames ** 2)
+    settled = scipy.signal.lfilter_zi([b], [1, b - 1])[0] * power[..., :1]  # on each band's first frame
+    expected = librosa.pcen(power, sr=16000, hop_length=320, axis=-1, zi=settled)
+    np.testing.assert_allclose(out, expected * 10 - 80, rtol=1e-4, atol=1e-3)
+    assert np.ptp(out[:, :, :10]) < 1e-3  # steady silence is steady: no onset at the clip's start
+    # the gain control: a clip 30 dB quieter keeps nearly the same shape (not 30 dB lower)
+    quieter = search.pcen_from_log_mel(np.maximum(X - 30, -80), sr=16000, hop_length=320, top_db=80.0)
+    assert np.abs(quieter - out)[:, :, 20:].mean() < 0.5 * 30
+
+
+def test_pcen_experiment_trains_on_pcen_features(search, tmp_path, rng, monkeypatch):
+    X = rng.uniform(-60, -10, size=(4, 4, 10)).astype("float32")
+    np.savez(tmp_path / "f.npz", X=X.astype("float16"))
+    pd.DataFrame({"actor": [1, 1, 2, 2]}).to_csv(tmp_path / "f.csv", index=False)
+    seen = {}
+
+    def fake_cross_validate(cfg, *, data, **kwargs):
+        seen["X"] = data[0]
+        return {"mean": {"ua": 50.0}, "std": {"ua": 0.0}, "folds": [], "hardware": "test"}
+
+    monkeypatch.setattr("emotion_cnn.cv.cross_validate", fake_cross_validate)
+    record = search.run_one(("pcen", {"pcen": True}, str(tmp_path / "f.npz"), "val", None, None, None))
+    assert record["overrides"] == {"pcen": True}
+    X16 = X.astype("float16").astype("float32")
+    np.testing.assert_allclose(seen["X"], search.pcen_from_log_mel(X16, sr=16000, hop_length=320, top_db=80.0))
