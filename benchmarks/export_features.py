@@ -29,7 +29,8 @@ def main() -> int:
     out = Path(args.out)
     # search.py checks these against each experiment's `features:` settings
     with atomic_open(out) as handle:
-        np.savez(handle, X=X.astype(np.float16), features=json.dumps(dataclasses.asdict(cfg.features)))
+        np.savez(handle, X=X.astype(np.float16), features=json.dumps(dataclasses.asdict(cfg.features)),
+                 selection=json.dumps({"keep_duplicates": cfg.keep_duplicates, "limit_actors": cfg.limit_actors}))
     atomic_save_csv(out.with_suffix(".csv"), meta)
     print(f"{out}: {X.shape}, {out.stat().st_size / 2**20:.1f} MiB")
     return 0

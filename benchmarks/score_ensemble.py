@@ -68,7 +68,8 @@ def ensemble_curve(frames: list[pd.DataFrame]) -> list[dict]:
 
     curve = []
     for k in range(1, len(frames) + 1):
-        uas = [ensemble_scores([frames[i] for i in subset])["mean"]["ua"]
+        # from the folds' own UAs: the summary's mean is rounded to 2 decimals
+        uas = [float(np.mean([row["ua"] for row in ensemble_scores([frames[i] for i in subset])["folds"]]))
                for subset in combinations(range(len(frames)), k)]
         curve.append({"members": k, "subsets": len(uas), "mean_ua": float(np.mean(uas)),
                       "min_ua": float(min(uas)), "max_ua": float(max(uas))})
@@ -142,6 +143,18 @@ def main() -> int:
                         help="score every subset of the prediction files: mean UA by ensemble size")
     parser.add_argument("--out", help="with --merge: the report folder (default reports/benchmarks/<date>-<commits>)")
     args = parser.parse_args()
+    if args.curve:
+        files = [f for f in (args.name, *args.predictions) if f]
+        if len(files) < 2 or args.merge or args.log:
+            parser.error("--curve takes two or more prediction files (each run's every fold in one file), "
+                         "and no --merge or --log")
+        if len(files) > 12:
+            parser.error(f"--curve: {len(files)} files make {2 ** len(files) - 1} ensembles to score; 12 at most")
+        print("members  subsets  mean UA  lowest  highest")
+        for row in ensemble_curve([pd.read_csv(p) for p in files]):
+            print(f"{row['members']:>7}  {row['subsets']:>7}  {row['mean_ua']:>7.2f}  {row['min_ua']:>6.2f}  "
+                  f"{row['max_ua']:>7.2f}")
+        return 0
     if args.merge:
         from emotion_cnn.cv import write_report
 
@@ -150,15 +163,6 @@ def main() -> int:
         print(f"RESULT merged ({result['config']['train']['ensemble']} members): test UA "
               f"{result['mean']['ua']:.1f} ± {result['std']['ua']:.1f} {[round(r['ua'], 1) for r in result['folds']]} "
               f"-> {out}")
-        return 0
-    if args.curve:
-        files = [args.name, *args.predictions] if args.name else args.predictions
-        if len(files) < 2:
-            parser.error("--curve needs two or more prediction files")
-        print("members  subsets  mean UA  lowest  highest")
-        for row in ensemble_curve([pd.read_csv(p) for p in files]):
-            print(f"{row['members']:>7}  {row['subsets']:>7}  {row['mean_ua']:>7.2f}  {row['min_ua']:>6.2f}  "
-                  f"{row['max_ua']:>7.2f}")
         return 0
     if not args.name or not args.predictions:
         parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")

@@ -73,6 +73,16 @@ def pcen_from_log_mel(X: np.ndarray, *, sr: int, hop_length: int, top_db: float,
     ----------
     X : np.ndarray, shape (n, n_mels, n_frames)
         Log-mel in dB, ``[-top_db, 0]``.
+    sr, hop_length : int
+        The sample rate and hop the features were made with: they set the smoother's frames.
+    top_db : float
+        The export's floor below each clip's peak, in dB.
+    peak_power : float
+        The mel power each clip's peak bin is given.
+    time_constant : float
+        Seconds over which the smoother averages.
+    gain, bias, power, eps : float
+        PCEN's alpha, delta, r and epsilon.
 
     Returns
     -------

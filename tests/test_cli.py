@@ -88,7 +88,8 @@ def test_cv_from_exported_features_needs_no_audio(tmp_path, rng, project_root, m
 
     cfg = load_config(config)
     X, meta = load_features(cfg)
-    np.savez(tmp_path / "f.npz", X=X.astype("float16"), features=json.dumps(dataclasses.asdict(cfg.features)))
+    np.savez(tmp_path / "f.npz", X=X.astype("float16"), features=json.dumps(dataclasses.asdict(cfg.features)),
+             selection=json.dumps({"keep_duplicates": False, "limit_actors": 0}))
     meta.to_csv(tmp_path / "f.csv", index=False)
     shutil.rmtree(data)  # as on a machine without the audio
     monkeypatch.setenv("RAVDESS_DIR", str(tmp_path / "nowhere"))
@@ -96,7 +97,17 @@ def test_cv_from_exported_features_needs_no_audio(tmp_path, rng, project_root, m
                  "--epochs", "1", "--out", str(tmp_path / "report")]) == 0
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert [r["actors"] for r in saved["folds"]] == [[4, 10, 12, 14]] and sum(map(sum, saved["pooled_confusion"])) == 32
+    assert saved["features_file"] == str(tmp_path / "f.npz")
+    assert "not the audio" in (tmp_path / "report" / "results.md").read_text()
     capsys.readouterr()
-    assert main(["cv", "--config", config, "--features", str(tmp_path / "f.npz"), "--set", "features.n_mels=24",
-                 "--folds", "2", "--epochs", "1"]) == 2
-    assert "f.npz holds features made with" in capsys.readouterr().err
+    refused = {("--set", "features.n_mels=24"): "f.npz holds features made with",
+               ("--set", "limit_actors=3"): "f.npz holds the clips of",
+               ("--data", str(tmp_path)): "--data cannot choose others"}
+    for flags, message in refused.items():
+        assert main(["cv", "--config", config, "--features", str(tmp_path / "f.npz"), *flags, "--folds", "2",
+                     "--epochs", "1"]) == 2
+        assert message in capsys.readouterr().err
+    np.savez(tmp_path / "other.npz", Y=X[:2])
+    meta.to_csv(tmp_path / "other.csv", index=False)
+    assert main(["cv", "--config", config, "--features", str(tmp_path / "other.npz"), "--folds", "2"]) == 2
+    assert "other.npz: no features array 'X'" in capsys.readouterr().err

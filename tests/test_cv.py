@@ -100,7 +100,6 @@ def test_hardware_names_the_gpu_the_backend_computes_on(monkeypatch):
 
     from emotion_cnn import cv
 
-    assert not cv.hardware().startswith("NVIDIA")  # the test machine computes on its CPU
     fake_jax = ModuleType("jax")
     fake_jax.devices = lambda: [SimpleNamespace(platform="gpu", device_kind="NVIDIA H200")]
     monkeypatch.setitem(sys.modules, "jax", fake_jax)

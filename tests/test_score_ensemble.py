@@ -113,3 +113,22 @@ def test_curve_averages_every_subset_of_each_size(score_ensemble, rng):
     assert (curve[0]["min_ua"], curve[0]["max_ua"]) == (min(singles), max(singles))
     everything = score_ensemble.ensemble_scores(frames)["mean"]["ua"]
     assert curve[-1]["mean_ua"] == curve[-1]["min_ua"] == curve[-1]["max_ua"] == everything
+
+
+def test_curve_from_the_command_line(score_ensemble, rng, tmp_path, monkeypatch, capsys):
+    true = [EMOTIONS[i % 8] for i in range(16)]
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"run{k}.csv"))
+        predictions(rng.dirichlet(np.ones(8), size=16), true, [1] * 8 + [2] * 8).to_csv(paths[-1], index=False)
+    monkeypatch.setattr("sys.argv", ["score_ensemble.py", "--curve", *paths])
+    assert score_ensemble.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["members", "subsets"] and [line.split()[:2] for line in lines[1:]] == [
+        ["1", "3"], ["2", "3"], ["3", "1"]]
+    for extra in (["--log", str(tmp_path / "log.jsonl")], []):
+        monkeypatch.setattr("sys.argv", ["score_ensemble.py", "--curve", *(paths[:1] if not extra else paths), *extra])
+        with pytest.raises(SystemExit):
+            score_ensemble.main()
+        assert "--curve takes two or more" in capsys.readouterr().err
+    assert not (tmp_path / "log.jsonl").exists()

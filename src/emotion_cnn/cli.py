@@ -145,10 +145,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from emotion_cnn.cv import cross_validate, load_exported
 
+    if args.features and args.data:
+        raise ValueError("cv: --features holds the clips already; --data cannot choose others")
     cfg = _config(args)
     data = load_exported(args.features, cfg)[:2] if args.features else None
     cross_validate(cfg, folds=args.folds, out_dir=Path(args.out) if args.out else None,
-                   verbose=2 if args.jobs == 1 else 0, jobs=args.jobs, data=data)
+                   verbose=2 if args.jobs == 1 else 0, jobs=args.jobs, data=data, features_file=args.features)
     return 0
 
 

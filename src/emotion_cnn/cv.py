@@ -51,10 +51,16 @@ def load_features(cfg: Config) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def load_exported(path: str | Path, cfg: Config | None = None) -> tuple[np.ndarray, pd.DataFrame, dict | None]:
-    """Features written by ``benchmarks/export_features.py`` (``path``, its ``.csv`` beside it):
-    for a machine without the audio stack, e.g. a lent GPU.
+    """Features written by ``benchmarks/export_features.py``: for a machine without the audio
+    stack, e.g. a lent GPU.
 
-    With ``cfg``, raises ``ValueError`` unless they were made with ``cfg.features``.
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file; its metadata ``.csv`` lies beside it.
+    cfg : Config, optional
+        With it, ``ValueError`` unless the features were made with ``cfg.features`` from the
+        clips ``cfg.keep_duplicates`` and ``cfg.limit_actors`` select (where the file records them).
 
     Returns
     -------
@@ -67,8 +73,16 @@ def load_exported(path: str | Path, cfg: Config | None = None) -> tuple[np.ndarr
     from emotion_cnn.config import config_from_record
 
     data = np.load(path, allow_pickle=False)
+    if "X" not in data.files:
+        raise ValueError(f"{path}: no features array 'X' in it: not a file of benchmarks/export_features.py")
     meta = pd.read_csv(Path(path).with_suffix(".csv"))
     exported_with = json.loads(str(data["features"])) if "features" in data.files else None
+    if cfg is not None and "selection" in data.files:
+        selected = json.loads(str(data["selection"]))
+        wanted = {"keep_duplicates": cfg.keep_duplicates, "limit_actors": cfg.limit_actors}
+        if selected != wanted:
+            raise ValueError(f"{path} holds the clips of {selected}, but the config sets {wanted}: "
+                             "export them with its settings")
     if cfg is not None and exported_with is not None:
         try:
             settings = dataclasses.asdict(config_from_record({"features": exported_with}).features)
@@ -154,7 +168,8 @@ def hardware() -> str:
 
 
 def _accelerator(backend: str) -> str | None:
-    """The name of the GPU the backend computes on, ``None`` on the CPU."""
+    """The accelerator (GPU or TPU) the Keras ``backend`` ("jax", "torch" or "tensorflow")
+    computes on: its name, or ``None`` on the CPU."""
     try:
         if backend == "jax":
             import jax
@@ -178,7 +193,7 @@ def _accelerator(backend: str) -> str | None:
 def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path | None = None,
                    evaluate_on: str = "test", data: tuple[np.ndarray, pd.DataFrame] | None = None,
                    verbose: int = 0, jobs: int = 1, predictions_csv: Path | None = None,
-                   models_dir: Path | None = None) -> dict:
+                   models_dir: Path | None = None, features_file: str | None = None) -> dict:
     """Train and score every fold; write the report (``evaluate_on="test"`` only).
 
     ``jobs > 1`` trains that many folds at once in separate processes, the cores shared out
@@ -187,6 +202,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     ``predictions_csv`` saves every scored clip's class probabilities (with its fold), e.g.
     to score an ensemble of runs on validation actors afterwards. ``models_dir`` keeps each
     fold's model as ``fold<N>.keras``, e.g. to score test-time settings without training again.
+    ``features_file`` names the export ``data`` was read from, for the report.
 
     Returns
     -------
@@ -221,6 +237,7 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
         "protocol": "emobox", "evaluated_on": evaluate_on, "folds": rows, **summarise(rows),
         "wall_seconds": round(time.perf_counter() - started, 1), "jobs": jobs,
         "config": cfg.to_dict(), "hardware": hardware(), "commit": commit,
+        **({"features_file": str(features_file)} if features_file else {}),
         "date": date.today().isoformat(),
         # orders two reports of one day: their folder names end in a commit hash, not a time
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -317,6 +334,8 @@ def results_markdown(result: dict) -> str:
     lines = [f"# EmoBox speaker-independent cross-validation, {len(result['folds'])} folds "
              f"({result['date']}, commit {result['commit']})",
              "", f"Hardware: {result['hardware']}. Wall time: {result['wall_seconds'] / 60:.1f} min.", ""]
+    if "features_file" in result:
+        lines += [f"Features read from `{result['features_file']}` (benchmarks/export_features.py), not the audio.", ""]
     if "merged_from" in result:
         runs = "; ".join(f"{m['report']} ({m['members']} member{'s' * (m['members'] > 1)} from seed {m['seed']})"
                          for m in result["merged_from"])
