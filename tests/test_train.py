@@ -271,6 +271,23 @@ def test_sidecar_benchmark_of_one_day_is_the_one_that_finished_last(project_root
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-aaaa"
 
 
+def test_sidecar_benchmark_prefers_a_run_on_the_backend_that_trains(project_root, monkeypatch):
+    from emotion_cnn.config import Config
+    from emotion_cnn.train import latest_benchmark
+
+    cfg = Config()
+    write_benchmark(project_root, "2026-01-01-cpu", cfg.to_dict(), date="2026-01-01",
+                    hardware="AMD EPYC, 2 cores, keras 3.15.1 (tensorflow)")
+    write_benchmark(project_root, "2026-01-02-gpu", cfg.to_dict(), date="2026-01-02",
+                    hardware="NVIDIA H200 with Intel Xeon, 16 cores, keras 3.15.1 (jax)")
+    monkeypatch.setattr("keras.backend.backend", lambda: "tensorflow")
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-cpu"  # older, but this backend
+    monkeypatch.setattr("keras.backend.backend", lambda: "jax")
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-02-gpu"
+    monkeypatch.setattr("keras.backend.backend", lambda: "torch")  # no run of its own: the newest
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-02-gpu"
+
+
 @pytest.mark.parametrize("section, missing, as_it_ran", [
     # before round 5: the best epoch restored, 16 training actors
     ("train", ("train_on_val", "restore_best"), (False, True)),

@@ -334,7 +334,9 @@ BENCHMARKED_SETTINGS = ("seed", "features", "model", "train")
 def latest_benchmark(cfg: Config) -> dict | None:
     """Mean scores of the newest full (6-fold) ``reports/benchmarks/*/metrics.json`` run with
     the same features, model, training settings and seed as ``cfg``, or ``None``: a figure
-    measured with other settings does not describe this model."""
+    measured with other settings does not describe this model. Runs on the Keras backend this
+    process trains with come first (another backend rounds floats differently, so trains other
+    models: a GPU run on JAX does not replace the CPU figure of a model trained on TensorFlow)."""
     from emotion_cnn.config import config_from_record
 
     wanted = {k: v for k, v in cfg.to_dict().items() if k in BENCHMARKED_SETTINGS}
@@ -349,7 +351,9 @@ def latest_benchmark(cfg: Config) -> dict | None:
             continue
         if len(bench.get("folds", [])) == 6 and {k: ran[k] for k in wanted} == wanted:
             # reports older than "finished" sort first within their day: they were written before it existed
-            matching.append((bench.get("date", ""), bench.get("finished", ""), path.parent.name, path, bench))
+            same_backend = str(bench.get("hardware", "")).endswith(f"({keras.backend.backend()})")
+            matching.append((same_backend, bench.get("date", ""), bench.get("finished", ""), path.parent.name,
+                             path, bench))
     if not matching:
         return None
     *_, path, bench = max(matching)
