@@ -1,6 +1,7 @@
 import json
 from datetime import datetime
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,6 +42,7 @@ def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
     saved = json.loads((reports[0] / "metrics.json").read_text())
     assert np.array(saved["pooled_confusion"]).sum() == 2 * 4 * 8
     assert datetime.fromisoformat(saved["finished"]).tzinfo is not None  # orders two reports of one day
+    assert saved["backend"] == keras.backend.backend()  # the saved model's sidecar picks its figure by it
     assert (reports[0] / "confusion_pooled.png").is_file()
     assert "| 2 | 4, 10, 12, 14 |" in (reports[0] / "results.md").read_text()
     assert not (project_root / "splits" / "LATEST").exists()  # `train` keeps using the user's split

@@ -286,6 +286,13 @@ def test_sidecar_benchmark_prefers_a_run_on_the_backend_that_trains(project_root
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-02-gpu"
     monkeypatch.setattr("keras.backend.backend", lambda: "torch")  # no run of its own: the newest
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-02-gpu"
+    # newer reports name their backend in a field of its own, whatever the hardware string says
+    write_benchmark(project_root, "2026-01-03-torch", cfg.to_dict(), date="2026-01-03",
+                    hardware="a machine of no known format", backend="torch")
+    monkeypatch.setattr("keras.backend.backend", lambda: "tensorflow")
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-cpu"
+    monkeypatch.setattr("keras.backend.backend", lambda: "torch")
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-03-torch"
 
 
 @pytest.mark.parametrize("section, missing, as_it_ran", [

@@ -233,10 +233,12 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
             done = list(pool.imap_unordered(_score_fold_in_worker, tasks))
     done.sort(key=lambda item: folds.index(item[0]["fold"]))
     rows = [row for row, _ in done]
+    import keras  # not before the folds: a spawned or forked worker must load its own backend
+
     result = {
         "protocol": "emobox", "evaluated_on": evaluate_on, "folds": rows, **summarise(rows),
         "wall_seconds": round(time.perf_counter() - started, 1), "jobs": jobs,
-        "config": cfg.to_dict(), "hardware": hardware(), "commit": commit,
+        "config": cfg.to_dict(), "hardware": hardware(), "backend": keras.backend.backend(), "commit": commit,
         **({"features_file": str(features_file)} if features_file else {}),
         "date": date.today().isoformat(),
         # orders two reports of one day: their folder names end in a commit hash, not a time
