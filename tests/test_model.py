@@ -64,19 +64,6 @@ def test_attention_pooling_is_a_weighted_mean_over_time(rng):
     assert not np.allclose(summary[:, :, 0], feature_map.mean(axis=2), atol=1e-4)  # not uniform
 
 
-def test_spread_pooling_is_the_mean_absolute_deviation_over_time(rng):
-    import keras
-
-    model = build_model((16, 40), 4, ModelConfig(filters=[4, 8], pooling="time_spread"))
-    X = rng.standard_normal((3, 16, 40)).astype("float32")
-    probe = keras.Model(model.input, [model.get_layer(name).output for name in ("block2_pool", "spread_pool")])
-    feature_map, spread = (np.asarray(a) for a in probe.predict(X, verbose=0))
-    deviation = np.abs(feature_map - feature_map.mean(axis=2, keepdims=True)).mean(axis=2)
-    np.testing.assert_allclose(spread[:, :, 0], deviation, rtol=1e-4, atol=1e-5)
-    assert deviation.max() > 0.01  # the maps vary over time: the check above can fail
-    assert model.get_layer("emotion").input.shape[-1] == 3 * 4 * 8 + 2 * 64  # mean, max, spread; the GRU
-
-
 @pytest.mark.parametrize("recurrent_block, block_map", [(-1, "block2_pool"), (-2, "block1_pool")])
 def test_recurrent_summary_reads_the_frames_in_time_order(rng, recurrent_block, block_map):
     """The GRU's sequence is the chosen block's map frame by frame (every mel row and channel of
@@ -129,8 +116,7 @@ def test_unknown_pooling_is_refused():
 @pytest.mark.parametrize("options", [{"pooling": "attention"}, {"recurrent_units": 4},
                                      {"recurrent_units": 4, "recurrent_block": -2},
                                      {"recurrent_units": 4, "recurrent_layers": 2},
-                                     {"recurrent_units": 0}, {"pooling": "global"},
-                                     {"pooling": "time_spread"}])
+                                     {"recurrent_units": 0}, {"pooling": "global"}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras
 

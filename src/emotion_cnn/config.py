@@ -130,9 +130,8 @@ class SplitConfig:
 class ModelConfig:
     filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     convs_per_block: int = 1
-    # time: mean and max over time, frequency position kept; time_spread: and the mean
-    # absolute deviation over time; attention: a learned weighted mean instead of the plain
-    # one; global: mean and max over time and frequency
+    # time: mean and max over time, frequency position kept; attention: a learned weighted
+    # mean instead of the plain one; global: mean and max over time and frequency
     pooling: str = "time"
     # >0: a bidirectional GRU of this size reads a block's frames in order (recurrent_block),
     # its final states beside the mean and max (round 12: 32 units, +1.3 validation UA over 3 seeds;

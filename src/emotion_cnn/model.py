@@ -22,8 +22,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling.
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
-    lies (pitch height matters for emotion), by those and the mean absolute deviation over
-    time (``pooling="time_spread"``), by a learned attention-weighted mean and the max
+    lies (pitch height matters for emotion), by a learned attention-weighted mean and the max
     over time (``pooling="attention"``), or over time and frequency (``pooling="global"``).
     With ``recurrent_units`` a bidirectional GRU also reads a block's map frame by frame (the
     last block's, or an earlier, longer one's with ``recurrent_block``) and its final states
@@ -68,20 +67,11 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         block_maps.append(x)  # (batch, mel rows, frames, channels)
     frames = x.shape[2]
-    if config.pooling in ("time", "time_spread"):
-        mean = layers.AveragePooling2D((1, frames), name="mean_pool")(x)
+    if config.pooling == "time":
         summaries = [
-            layers.Flatten(name="mean_flat")(mean),
+            layers.Flatten(name="mean_flat")(layers.AveragePooling2D((1, frames), name="mean_pool")(x)),
             layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
         ]
-        if config.pooling == "time_spread":
-            # how much a band's activation moves over the clip, which mean and max do not say:
-            # the mean absolute deviation, |d| = relu(d) + relu(-d) in stock layers
-            above = layers.Activation("relu", name="above_mean")(layers.Subtract(name="minus_mean")([x, mean]))
-            below = layers.Activation("relu", name="below_mean")(layers.Subtract(name="mean_minus")([mean, x]))
-            deviation = layers.Add(name="abs_deviation")([above, below])
-            summaries.append(layers.Flatten(name="spread_flat")(
-                layers.AveragePooling2D((1, frames), name="spread_pool")(deviation)))
     elif config.pooling == "attention":
         # a learned weight per frame and mel row (softmax over time) instead of the plain mean:
         # the frames that carry the emotion count most
@@ -98,7 +88,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         summaries = [layers.GlobalAveragePooling2D(name="mean_pool")(x),
                      layers.GlobalMaxPooling2D(name="max_pool")(x)]
     else:
-        raise ValueError("model.pooling must be 'time', 'time_spread', 'attention' or 'global', "
+        raise ValueError("model.pooling must be 'time', 'attention' or 'global', "
                          f"not {config.pooling!r}")
     if config.recurrent_units:
         feature_map = block_maps[config.recurrent_block]
