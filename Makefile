@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/emotion-cnn
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# folds trained at once by bench-accuracy: two 1-thread trainings beat one 2-thread on 2 cores
+# folds trained at once by bench-accuracy: two 1-thread trainings beat one 2-thread on the faster
+# VM kind; on the slower one JOBS=1 was about 8 % faster but rounds differently (round 19)
 JOBS ?= 2
 
 .PHONY: install run test prepare train cv app bench-prepare bench-predict bench-accuracy clean

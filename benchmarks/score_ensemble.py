@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from emotion_cnn.config import EMOTIONS, LABEL_INDEX, config_from_record
-from emotion_cnn.cv import fold_row, summarise
+from emotion_cnn.cv import fold_row, report_backend, summarise
 from emotion_cnn.evaluate import scores
 
 
@@ -80,8 +80,8 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
     """The metrics and predictions of one ensemble made of the members of several reports.
 
     Each report's probabilities weigh as many members as it trained. Refused unless the reports
-    ran the same folds and settings apart from ``train.ensemble`` and ``seed``, and their member
-    seeds follow on from each other without a gap or an overlap.
+    ran the same folds, settings (apart from ``train.ensemble`` and ``seed``) and Keras backend,
+    and their member seeds follow on from each other without a gap or an overlap.
     """
     runs = sorted(([json.loads((Path(d) / "metrics.json").read_text()), Path(d)] for d in report_dirs),
                   key=lambda run: run[0]["config"]["seed"])
@@ -97,7 +97,11 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
                              "the merged members must be seeds that follow on from each other")
         next_seed += count
         config["train"]["ensemble"] = config["seed"] = None
-    for (_, directory), config in zip(runs[1:], configs[1:]):
+    backends = [report_backend(metrics) for metrics, _ in runs]
+    for (_, directory), config, backend in zip(runs[1:], configs[1:], backends[1:]):
+        if None not in (backend, backends[0]) and backend != backends[0]:
+            raise ValueError(f"{directory}: trained with Keras on {backend}, {runs[0][1]} on {backends[0]}: "
+                             "one run trains all its members on one backend")
         if config != configs[0]:
             differing = sorted(k for k in config if config[k] != configs[0][k])
             raise ValueError(f"{directory}: other settings than {runs[0][1]} ({', '.join(differing)})")
@@ -121,6 +125,7 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
         "wall_seconds": round(sum(metrics["wall_seconds"] for metrics, _ in runs), 1), "jobs": base["jobs"],
         "config": config,
         "hardware": " / ".join(dict.fromkeys(metrics["hardware"] for metrics, _ in runs)),
+        **({"backend": backends[0]} if len(set(backends)) == 1 and backends[0] else {}),
         "commit": "+".join(dict.fromkeys(metrics["commit"] for metrics, _ in runs)),
         "date": max(metrics["date"] for metrics, _ in runs),
         "finished": max(metrics.get("finished", "") for metrics, _ in runs),

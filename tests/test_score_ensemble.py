@@ -48,7 +48,7 @@ def test_ensemble_refuses_files_of_different_clips(score_ensemble):
 
 
 def write_report(directory, probabilities: np.ndarray, true: list[str], folds: list[int], *,
-                 seed: int, members: int, **settings) -> None:
+                 seed: int, members: int, hardware: str = "cpu", **settings) -> None:
     """A test benchmark report of ``members`` models from ``seed``: metrics.json and predictions.csv."""
     config = config_from_dict({**Config().to_dict(), "seed": seed}).to_dict()
     config["train"]["ensemble"] = members
@@ -59,7 +59,7 @@ def write_report(directory, probabilities: np.ndarray, true: list[str], folds: l
              "epochs": 60 * members, "seconds": 100.0 * members} for fold in range(1, 7)]
     (directory / "metrics.json").write_text(json.dumps({
         "protocol": "emobox", "evaluated_on": "test", "folds": rows, "wall_seconds": 300.0 * members,
-        "jobs": 2, "config": config, "hardware": "cpu", "commit": f"c{seed}", "date": "2026-12-03",
+        "jobs": 2, "config": config, "hardware": hardware, "commit": f"c{seed}", "date": "2026-12-03",
         "finished": f"2026-12-03T1{members}:00:00+00:00"}))
     predictions(probabilities, true, folds).to_csv(directory / "predictions.csv", index=False)
 
@@ -85,6 +85,22 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     assert [m["members"] for m in result["merged_from"]] == [2, 1]
     assert "members-42-43 (2 members from seed 42); member-44 (1 member from seed 44)" in results_markdown(result)
     assert config_from_record(result["config"]).train.ensemble == 3
+    assert "backend" not in result  # "cpu" names none
+
+
+def test_merge_keeps_the_backend_its_reports_share_and_refuses_two(score_ensemble, tmp_path):
+    probabilities = np.full((12, 8), 1 / 8)
+    true, folds = ["neutral"] * 12, [fold for fold in range(1, 7) for _ in range(2)]
+    write_report(tmp_path / "a", probabilities, true, folds, seed=42, members=2,
+                 hardware="AMD EPYC, 2 cores, keras 3.15.1 (tensorflow)")
+    write_report(tmp_path / "b", probabilities, true, folds, seed=44, members=1,
+                 hardware="AMD EPYC, 2 cores, keras 3.15.1 (tensorflow)")
+    write_report(tmp_path / "c", probabilities, true, folds, seed=44, members=1,
+                 hardware="NVIDIA H200 with Intel Xeon, 16 cores, keras 3.15.1 (jax)")
+    result, _ = score_ensemble.merge_reports([tmp_path / "a", tmp_path / "b"])
+    assert result["backend"] == "tensorflow"
+    with pytest.raises(ValueError, match="c: trained with Keras on jax, .*a on tensorflow"):
+        score_ensemble.merge_reports([tmp_path / "a", tmp_path / "c"])
 
 
 @pytest.mark.parametrize("seed, members, settings, message", [

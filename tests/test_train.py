@@ -286,11 +286,11 @@ def test_sidecar_benchmark_prefers_a_run_on_the_backend_that_trains(project_root
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-02-gpu"
     monkeypatch.setattr("keras.backend.backend", lambda: "torch")  # no run of its own: the newest
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-02-gpu"
-    # newer reports name their backend in a field of its own, whatever the hardware string says
+    # newer reports name their backend in a field of its own, which wins over the hardware string
     write_benchmark(project_root, "2026-01-03-torch", cfg.to_dict(), date="2026-01-03",
-                    hardware="a machine of no known format", backend="torch")
+                    hardware="AMD EPYC, 2 cores, keras 3.15.1 (tensorflow)", backend="torch")
     monkeypatch.setattr("keras.backend.backend", lambda: "tensorflow")
-    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-cpu"
+    assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-01-cpu"  # not the newer torch run
     monkeypatch.setattr("keras.backend.backend", lambda: "torch")
     assert latest_benchmark(cfg)["report"] == "reports/benchmarks/2026-01-03-torch"
 

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from datetime import date, datetime, timezone
@@ -167,6 +168,16 @@ def hardware() -> str:
             f"keras {keras.__version__} ({keras.backend.backend()})")
 
 
+def report_backend(report: dict) -> str | None:
+    """The Keras backend a benchmark report (its metrics.json) ran on, or ``None`` if it does
+    not say. Reports before the ``backend`` field name it only at the end of their ``hardware``
+    string, as :func:`hardware` writes it: "... (jax)"."""
+    if "backend" in report:
+        return report["backend"]
+    named = re.search(r"\((\w+)\)$", str(report.get("hardware", "")))
+    return named.group(1) if named else None
+
+
 def _accelerator(backend: str) -> str | None:
     """The accelerator (GPU or TPU) the Keras ``backend`` ("jax", "torch" or "tensorflow")
     computes on: its name, or ``None`` on the CPU."""
@@ -198,7 +209,9 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
 
     ``jobs > 1`` trains that many folds at once in separate processes, the cores shared out
     between them (TensorFlow's and OpenMP's thread pools; JAX on CPU is not limited): on a
-    small CPU two one-thread trainings get through more work than one two-thread training. Each fold's seed and data are the same either way.
+    small CPU two one-thread trainings got through more work than one two-thread training (on
+    the slower VM kind not: TensorFlow idles when two of its threads share a CPU, round 19).
+    Each fold's seed and data are the same either way.
     ``predictions_csv`` saves every scored clip's class probabilities (with its fold), e.g.
     to score an ensemble of runs on validation actors afterwards. ``models_dir`` keeps each
     fold's model as ``fold<N>.keras``, e.g. to score test-time settings without training again.

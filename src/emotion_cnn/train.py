@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -339,6 +338,7 @@ def latest_benchmark(cfg: Config) -> dict | None:
     process trains with come first (another backend rounds floats differently, so trains other
     models: a GPU run on JAX does not replace the CPU figure of a model trained on TensorFlow)."""
     from emotion_cnn.config import config_from_record
+    from emotion_cnn.cv import report_backend
 
     wanted = {k: v for k, v in cfg.to_dict().items() if k in BENCHMARKED_SETTINGS}
     matching = []
@@ -352,7 +352,7 @@ def latest_benchmark(cfg: Config) -> dict | None:
             continue
         if len(bench.get("folds", [])) == 6 and {k: ran[k] for k in wanted} == wanted:
             # reports older than "finished" sort first within their day: they were written before it existed
-            same_backend = _report_backend(bench) == keras.backend.backend()
+            same_backend = report_backend(bench) == keras.backend.backend()
             matching.append((same_backend, bench.get("date", ""), bench.get("finished", ""), path.parent.name,
                              path, bench))
     if not matching:
@@ -360,15 +360,6 @@ def latest_benchmark(cfg: Config) -> dict | None:
     *_, path, bench = max(matching)
     return {"protocol": bench.get("protocol"), "folds": 6, "mean": bench.get("mean"),
             "std": bench.get("std"), "report": _from_root(path.parent)}
-
-
-def _report_backend(bench: dict) -> str | None:
-    """The Keras backend a benchmark report ran on. Reports before the ``backend`` field name it
-    only at the end of their ``hardware`` string, as ``cv.hardware()`` writes it: "... (jax)"."""
-    if "backend" in bench:
-        return bench["backend"]
-    named = re.search(r"\((\w+)\)$", str(bench.get("hardware", "")))
-    return named.group(1) if named else None
 
 
 def _from_root(path: Path) -> str:
