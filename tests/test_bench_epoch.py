@@ -28,3 +28,8 @@ def test_reports_each_epoch_of_the_chosen_model_with_or_without_the_allocator(pl
     epochs = re.findall(r"^epoch (\d): [\d.]+ s wall, user [\d.]+ s, kernel [\d.]+ s, \d+ page faults$",
                         out, flags=re.MULTILINE)
     assert epochs == ["1", "2"]
+
+
+def test_train_on_batch_loop_reports_each_epoch():
+    out = bench_epoch("--train-on-batch")
+    assert re.findall(r"^epoch (\d): [\d.]+ s wall", out, flags=re.MULTILINE) == ["1", "2"]
