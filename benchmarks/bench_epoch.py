@@ -10,8 +10,9 @@
 feature setting as the CLI does. ``--train-on-batch`` feeds the same batches through
 ``model.train_on_batch`` in a Python loop instead of ``model.fit``: on TensorFlow, fit's input
 pipeline sleeps when its threads share one CPU (round 19), the loop does not. Prints wall,
-user and kernel seconds and minor page faults per epoch (the first epoch includes tracing). ``--plain`` must be its own process: the settings
-are applied when :mod:`emotion_cnn` is first imported.
+user and kernel seconds and minor page faults per epoch (the first epoch includes tracing).
+``--plain`` must be its own process: the settings are applied when :mod:`emotion_cnn` is
+first imported.
 """
 
 from __future__ import annotations
