@@ -11,7 +11,8 @@ from conftest import small_config
 from emotion_cnn import train as train_module
 from emotion_cnn.config import TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import AugmentedBatches, class_weights, fit, load_split, new_run_dir, warp
+from emotion_cnn.train import (AugmentedBatches, class_weights, fit, load_split, new_run_dir, seed_everything,
+                                warp)
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -62,6 +63,29 @@ def test_augmentation_is_seeded_and_shapes_hold(rng):
     assert len(a) == 5
     a.on_epoch_end()
     assert not np.array_equal(a[0][0], xa)
+
+
+def test_worker_threads_train_the_same_weights_as_no_workers(rng):
+    import keras
+
+    from emotion_cnn.config import ModelConfig
+    from emotion_cnn.model import build_model
+
+    X = rng.standard_normal((44, 16, 40)).astype("float32")
+    y = np.arange(44) % 4
+    cfg = TrainConfig(batch_size=8)  # 5 full batches and a short one, masks and mixup on
+
+    def trained(workers: int) -> list[np.ndarray]:
+        seed_everything(5)
+        model = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=4))
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        batches = AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=5, workers=workers)
+        model.fit(batches, epochs=3, verbose=0)
+        return model.get_weights()
+
+    assert AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=5).workers == 2  # training's default
+    pooled, inline = trained(2), trained(1)
+    assert all(np.array_equal(a, b) for a, b in zip(pooled, inline, strict=True))
 
 
 def test_same_seed_same_metrics(synthetic_dataset):

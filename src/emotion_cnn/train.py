@@ -115,12 +115,18 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     Yields ``(x, y_onehot, sample_weight)``. Augmentation lives here, outside the model,
     so the saved model holds stock layers only and does nothing random at inference.
-    Each epoch's randomness comes from ``(seed, epoch)``, so runs repeat exactly.
+    Each batch's randomness comes from ``(seed, epoch, index)``, so runs repeat exactly,
+    whichever thread builds it.
+
+    ``workers`` threads build batches ahead. The default, 2, is for speed, not parallelism:
+    with one, TensorFlow feeds ``fit`` through tf.data's autotuned prefetch, which left a
+    training that shares a CPU about 45 % idle (20.9 s an epoch against 11.2 s); Keras turns
+    autotuning off for a worker pool. The trained weights are bit-identical (round 20).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: TrainConfig,
-                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0):
-        super().__init__()
+                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0, workers: int = 2):
+        super().__init__(workers=workers)
         self.X, self.y, self.cfg, self.seed = X, y, cfg, seed
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
         self.sample_weight = (weights[y] if weights is not None else np.ones(len(y), np.float32))
