@@ -3,14 +3,14 @@
     .venv/bin/python benchmarks/bench_epoch.py            # as the package trains
     .venv/bin/python benchmarks/bench_epoch.py --plain    # without emotion_cnn.allocator's settings
     .venv/bin/python benchmarks/bench_epoch.py --set model.convs_per_block=2   # another model
-    taskset -c 0 .venv/bin/python benchmarks/bench_epoch.py --train-on-batch  # without fit's tf.data
+    taskset -c 0 .venv/bin/python benchmarks/bench_epoch.py --workers 1  # tf.data's autotuned feed
 
 960 (``--clips``) synthetic clips of the default feature shape, fed through training's own
-``AugmentedBatches`` (masks, shifts, mixup), batch 32, one thread. ``--set`` changes a model or
-feature setting as the CLI does. ``--train-on-batch`` feeds the same batches through
-``model.train_on_batch`` in a Python loop instead of ``model.fit``: on TensorFlow, fit's input
-pipeline sleeps when its threads share one CPU (round 19), the loop does not. Prints wall,
-user and kernel seconds and minor page faults per epoch (the first epoch includes tracing).
+``AugmentedBatches`` (masks, shifts, mixup), batch 32, one TensorFlow thread. ``--set`` changes a model or
+feature setting as the CLI does. ``--workers`` sets the batch builder's thread pool (training
+uses 2): with ``--workers 1`` TensorFlow feeds ``fit`` through tf.data's autotuned prefetch, which
+sleeps when the training's threads share one CPU (rounds 19 and 20). Prints wall, user and
+kernel seconds and minor page faults per epoch (the first epoch includes tracing).
 ``--plain`` must be its own process: the settings are applied when :mod:`emotion_cnn` is
 first imported.
 """
@@ -30,8 +30,8 @@ def main() -> int:
     parser.add_argument("--plain", action="store_true", help="skip emotion_cnn.allocator")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--clips", type=int, default=960, help="synthetic clips an epoch")
-    parser.add_argument("--train-on-batch", action="store_true",
-                        help="a train_on_batch loop over the same batches instead of fit")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads building batches (default: as training, 2)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a model or feature setting, as the CLI takes it")
     args = parser.parse_args()
@@ -57,7 +57,8 @@ def main() -> int:
     rng = np.random.default_rng(cfg.seed)
     X = rng.standard_normal((args.clips, *shape)).astype("float32")
     y = rng.integers(0, 8, len(X))
-    batches = AugmentedBatches(X, y, num_classes=8, cfg=cfg.train, seed=cfg.seed)
+    pool = {} if args.workers is None else {"workers": args.workers}
+    batches = AugmentedBatches(X, y, num_classes=8, cfg=cfg.train, seed=cfg.seed, **pool)
 
     class Report(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -73,19 +74,9 @@ def main() -> int:
     model = build_model(shape, 8, cfg.model)
     model.compile("adam", "categorical_crossentropy")
     print(f"{'plain' if args.plain else 'emotion_cnn.allocator'}: {len(X)} clips {shape}, "
-          f"{model.count_params()} parameters, "
+          f"{model.count_params()} parameters, {batches.workers} batch workers, "
           f"TF_CPU_ALLOCATOR_USE_BFC={os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', '(unset)')}")
-    if args.train_on_batch:
-        report = Report()
-        for epoch in range(args.epochs):
-            report.on_epoch_begin(epoch)
-            for index in range(len(batches)):
-                x, y, weight = batches[index]
-                model.train_on_batch(x, y, sample_weight=weight)
-            batches.on_epoch_end()
-            report.on_epoch_end(epoch)
-    else:
-        model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[Report()])
+    model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[Report()])
     return 0
 
 

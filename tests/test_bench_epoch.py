@@ -24,12 +24,14 @@ def test_reports_each_epoch_of_the_chosen_model_with_or_without_the_allocator(pl
     out = bench_epoch(*(["--plain"] if plain else []))
     shape = (FeatureConfig().n_mels, FeatureConfig().n_frames)
     parameters = build_model(shape, 8, ModelConfig(filters=[4, 8])).count_params()  # --set took
-    assert f"64 clips {shape}, {parameters} parameters, TF_CPU_ALLOCATOR_USE_BFC={allocator}" in out
+    assert (f"64 clips {shape}, {parameters} parameters, 2 batch workers, "
+            f"TF_CPU_ALLOCATOR_USE_BFC={allocator}") in out
     epochs = re.findall(r"^epoch (\d): [\d.]+ s wall, user [\d.]+ s, kernel [\d.]+ s, \d+ page faults$",
                         out, flags=re.MULTILINE)
     assert epochs == ["1", "2"]
 
 
-def test_train_on_batch_loop_reports_each_epoch():
-    out = bench_epoch("--train-on-batch")
+def test_workers_flag_sets_the_batch_pool():
+    out = bench_epoch("--workers", "1")
+    assert ", 1 batch workers, " in out
     assert re.findall(r"^epoch (\d): [\d.]+ s wall", out, flags=re.MULTILINE) == ["1", "2"]
