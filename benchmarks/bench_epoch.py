@@ -6,11 +6,12 @@
     taskset -c 0 .venv/bin/python benchmarks/bench_epoch.py --workers 1  # tf.data's autotuned feed
 
 960 (``--clips``) synthetic clips of the default feature shape, fed through training's own
-``AugmentedBatches`` (masks, shifts, mixup), batch 32, one TensorFlow thread. ``--set`` changes a model or
-feature setting as the CLI does. ``--workers`` sets the batch builder's thread pool (training
-uses 2): with ``--workers 1`` TensorFlow feeds ``fit`` through tf.data's autotuned prefetch, which
-sleeps when the training's threads share one CPU (rounds 19 and 20). Prints wall, user and
-kernel seconds and minor page faults per epoch (the first epoch includes tracing).
+``AugmentedBatches`` (masks, shifts, mixup), batch 32, one TensorFlow thread. ``--set`` changes
+a model or feature setting as the CLI does. ``--workers`` sets the batch builder's thread pool
+(training uses 2 on TensorFlow): with ``--workers 1`` TensorFlow feeds ``fit`` through tf.data's
+autotuned prefetch, which sleeps when the training's threads share one CPU (rounds 19 and 20).
+Prints wall, user and kernel seconds and minor page faults per epoch (the first epoch includes
+tracing).
 ``--plain`` must be its own process: the settings are applied when :mod:`emotion_cnn` is
 first imported.
 """
@@ -31,7 +32,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--clips", type=int, default=960, help="synthetic clips an epoch")
     parser.add_argument("--workers", type=int, default=None,
-                        help="threads building batches (default: as training, 2)")
+                        help="threads building batches (default: as training, 2 on TensorFlow)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a model or feature setting, as the CLI takes it")
     args = parser.parse_args()

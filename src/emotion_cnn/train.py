@@ -118,14 +118,20 @@ class AugmentedBatches(keras.utils.PyDataset):
     Each batch's randomness comes from ``(seed, epoch, index)``, so runs repeat exactly,
     whichever thread builds it.
 
-    ``workers`` threads build batches ahead. The default, 2, is for speed, not parallelism:
-    with one, TensorFlow feeds ``fit`` through tf.data's autotuned prefetch, which left a
-    training that shares a CPU about 45 % idle (20.9 s an epoch against 11.2 s); Keras turns
-    autotuning off for a worker pool. The trained weights are bit-identical (round 20).
+    ``workers`` threads build batches ahead; by default 2 on TensorFlow, 1 elsewhere. The pool
+    is for speed, not parallelism: without one, TensorFlow feeds ``fit`` through tf.data's
+    autotuned prefetch, which left a training that shares a CPU about 45 % idle (20.9 s an
+    epoch against 11.2 s); Keras turns autotuning off for a worker pool, and the trained
+    weights stay bit-identical. On JAX a pool would change them (Keras builds one epoch of
+    batches ahead, so augmentation shifts by an epoch) and there is no tf.data to avoid
+    (round 20).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: TrainConfig,
-                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0, workers: int = 2):
+                 seed: int, weights: np.ndarray | None = None, floor: float = -80.0,
+                 workers: int | None = None):
+        if workers is None:
+            workers = 2 if keras.backend.backend() == "tensorflow" else 1
         super().__init__(workers=workers)
         self.X, self.y, self.cfg, self.seed = X, y, cfg, seed
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
