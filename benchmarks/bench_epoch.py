@@ -26,12 +26,19 @@ import time
 import types
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be 1 or more")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--plain", action="store_true", help="skip emotion_cnn.allocator")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--clips", type=int, default=960, help="synthetic clips an epoch")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="threads building batches (default: as training, 2 on TensorFlow)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a model or feature setting, as the CLI takes it")

@@ -65,15 +65,28 @@ def test_augmentation_is_seeded_and_shapes_hold(rng):
     assert not np.array_equal(a[0][0], xa)
 
 
+def test_batches_do_not_depend_on_the_order_they_are_built_in(rng):
+    X = rng.standard_normal((44, 16, 40)).astype("float32")
+    batches = AugmentedBatches(X, np.arange(44) % 4, num_classes=4, cfg=TrainConfig(batch_size=8), seed=5)
+    forward = [batches[i] for i in range(len(batches))]
+    backward = [batches[i] for i in reversed(range(len(batches)))][::-1]
+    for a, b in zip(forward, backward, strict=True):
+        for part_a, part_b in zip(a, b, strict=True):
+            np.testing.assert_array_equal(part_a, part_b)
+
+
 def test_worker_threads_train_the_same_weights_as_no_workers(rng):
     import keras
 
     from emotion_cnn.config import ModelConfig
     from emotion_cnn.model import build_model
 
-    X = rng.standard_normal((44, 16, 40)).astype("float32")
-    y = np.arange(44) % 4
-    cfg = TrainConfig(batch_size=8)  # 5 full batches and a short one, masks and mixup on
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the pool is TensorFlow's only")
+    # 13 batches: more than the pool's queue holds (10), so it waits on a full queue as in a fold
+    X = rng.standard_normal((100, 16, 40)).astype("float32")
+    y = np.arange(100) % 4
+    cfg = TrainConfig(batch_size=8)  # 12 full batches and a short one, masks and mixup on
 
     def trained(workers: int) -> list[np.ndarray]:
         seed_everything(5)
@@ -83,12 +96,20 @@ def test_worker_threads_train_the_same_weights_as_no_workers(rng):
         model.fit(batches, epochs=3, verbose=0)
         return model.get_weights()
 
-    default = AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=5).workers
-    assert default == (2 if keras.backend.backend() == "tensorflow" else 1)
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("the pool is TensorFlow's default only: on JAX it shifts the augmentation by an epoch")
+    assert AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=5).workers == 2
     pooled, inline = trained(2), trained(1)
     assert all(np.array_equal(a, b) for a, b in zip(pooled, inline, strict=True))
+
+
+def test_no_worker_pool_off_tensorflow(rng, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    X = rng.standard_normal((16, 16, 40)).astype("float32")
+    y = np.arange(16) % 4
+    assert AugmentedBatches(X, y, num_classes=4, cfg=TrainConfig(), seed=5).workers == 1
+    with pytest.raises(ValueError, match="workers=2: .*TensorFlow only"):
+        AugmentedBatches(X, y, num_classes=4, cfg=TrainConfig(), seed=5, workers=2)
 
 
 def test_same_seed_same_metrics(synthetic_dataset):

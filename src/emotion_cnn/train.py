@@ -118,20 +118,40 @@ class AugmentedBatches(keras.utils.PyDataset):
     Each batch's randomness comes from ``(seed, epoch, index)``, so runs repeat exactly,
     whichever thread builds it.
 
-    ``workers`` threads build batches ahead; by default 2 on TensorFlow, 1 elsewhere. The pool
-    is for speed, not parallelism: without one, TensorFlow feeds ``fit`` through tf.data's
-    autotuned prefetch, which left a training that shares a CPU about 45 % idle (20.9 s an
-    epoch against 11.2 s); Keras turns autotuning off for a worker pool, and the trained
-    weights stay bit-identical. On JAX a pool would change them (Keras builds one epoch of
-    batches ahead, so augmentation shifts by an epoch) and there is no tf.data to avoid
-    (round 20).
+    Parameters
+    ----------
+    X : np.ndarray, shape (n_clips, n_mels, n_frames)
+        Log-mel features in dB, ``floor`` and up.
+    y : np.ndarray, shape (n_clips,)
+        Integer labels.
+    num_classes : int
+    cfg : TrainConfig
+        Batch size and augmentation settings.
+    seed : int
+    weights : np.ndarray, shape (num_classes,), optional
+        Per-class loss weights, returned per clip as the sample weight.
+    floor : float
+        The value masks and warps fill with: the features' lowest.
+    workers : int, optional
+        Threads that build batches ahead; by default 2 on TensorFlow and 1 on other backends,
+        which take no more. The pool is for speed, not parallelism: without one, TensorFlow
+        feeds ``fit`` through tf.data's autotuned prefetch, which left a training that shares a
+        CPU about 45 % idle (20.9 s an epoch against 11.5 s with the pool); Keras turns
+        autotuning off for a worker pool, and the trained weights stay bit-identical. On JAX,
+        Keras starts the pool when it reads a first batch to build the model and serves the
+        batches queued then (up to ``max_queue_size``) in the first epoch, built with epoch 0's
+        order, so some clips would train twice and others not at all (round 20).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: TrainConfig,
                  seed: int, weights: np.ndarray | None = None, floor: float = -80.0,
                  workers: int | None = None):
+        on_tensorflow = keras.backend.backend() == "tensorflow"
         if workers is None:
-            workers = 2 if keras.backend.backend() == "tensorflow" else 1
+            workers = 2 if on_tensorflow else 1
+        if workers > 1 and not on_tensorflow:
+            raise ValueError(f"workers={workers}: a batch-building pool is for TensorFlow only; on "
+                             f"{keras.backend.backend()} Keras would serve batches of the wrong epoch")
         super().__init__(workers=workers)
         self.X, self.y, self.cfg, self.seed = X, y, cfg, seed
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
@@ -141,8 +161,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self._order()
 
     def _order(self) -> None:
-        self.rng = np.random.default_rng([self.seed, self.epoch])
-        self.order = self.rng.permutation(len(self.X))
+        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.X))
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.X) / self.cfg.batch_size))
