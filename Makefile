@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/emotion-cnn
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# folds trained at once by bench-accuracy: two 1-thread trainings beat one 2-thread on the faster
-# VM kind; on the slower one JOBS=1 was about 8 % faster but rounds differently (round 19)
+# folds trained at once by bench-accuracy: two 1-thread trainings are as fast as one 2-thread or
+# faster since round 20 (and JOBS=1 rounds differently, so it would not repeat the README's figure)
 JOBS ?= 2
 
 .PHONY: install run test prepare train cv app bench-prepare bench-predict bench-accuracy clean
@@ -44,7 +44,7 @@ bench-prepare: install  ## cold and warm prepare timings on the full dataset
 bench-predict: install  ## one app prediction's latency with the committed model (needs a RAVDESS clip: RAVDESS_DIR or dataset/)
 	$(PY) benchmarks/bench_predict.py
 
-bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (about 40-165 min on 2 CPU cores, by the day)
+bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (about 50-120 min on 2 CPU cores, by the VM kind)
 	$(CLI) cv --protocol emobox --jobs $(JOBS)
 
 clean:
