@@ -3,9 +3,12 @@
     python benchmarks/score_ensemble.py NAME runs/a.csv runs/b.csv [--log benchmarks/results_log.jsonl]
     python benchmarks/score_ensemble.py --merge reports/benchmarks/A reports/benchmarks/B [--out DIR]
     python benchmarks/score_ensemble.py --curve runs/a.csv runs/b.csv runs/c.csv ...
+    python benchmarks/score_ensemble.py NAME r/a/seed42.csv,r/b/seed42.csv r/a/seed43.csv,r/b/seed43.csv
 
 Each CSV is a ``search.py --predictions`` file (the same clips of the same folds, scored on the
-same actors). The ensemble averages the class probabilities per clip, as
+same actors). A run whose folds were trained by two ``search.py --folds`` processes, each with
+its own ``--predictions`` folder, is given as its files joined by a comma:
+``r/a/seed42.csv,r/b/seed42.csv``. The ensemble averages the class probabilities per clip, as
 ``train.ensemble`` does inside one model, and is scored per fold like ``search.py``.
 
 ``--curve`` scores every subset of the runs and prints, per ensemble size, the mean, lowest
@@ -48,6 +51,16 @@ def average_probabilities(frames: list[pd.DataFrame], weights: list[float] | Non
             raise ValueError("the prediction files do not hold the same clips of the same folds")
     probabilities = np.average([f[PROBABILITY_COLUMNS].to_numpy() for f in frames], axis=0, weights=weights)
     return frames[0], probabilities
+
+
+def read_run(spec: str) -> pd.DataFrame:
+    """One run's predictions from ``spec``: a CSV, or several joined by commas that hold
+    different folds of the same run (its halves from two ``search.py --folds`` processes)."""
+    parts = [pd.read_csv(path) for path in spec.split(",")]
+    folds = [set(part["fold"]) for part in parts]
+    if sum(map(len, folds)) != len(set().union(*folds)):
+        raise ValueError(f"{spec}: the files hold some of the same folds; a run's parts must hold different ones")
+    return pd.concat(parts, ignore_index=True)
 
 
 def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = None) -> dict:
@@ -151,12 +164,12 @@ def main() -> int:
     if args.curve:
         files = [f for f in (args.name, *args.predictions) if f]
         if len(files) < 2 or args.merge or args.log:
-            parser.error("--curve takes two or more prediction files (each run's every fold in one file), "
+            parser.error("--curve takes two or more runs' prediction files (a run's halves joined by a comma), "
                          "and no --merge or --log")
         if len(files) > 12:
             parser.error(f"--curve: {len(files)} files make {2 ** len(files) - 1} ensembles to score; 12 at most")
         print("members  subsets  mean UA  lowest  highest")
-        for row in ensemble_curve([pd.read_csv(p) for p in files]):
+        for row in ensemble_curve([read_run(p) for p in files]):
             print(f"{row['members']:>7}  {row['subsets']:>7}  {row['mean_ua']:>7.2f}  {row['min_ua']:>6.2f}  "
                   f"{row['max_ua']:>7.2f}")
         return 0
@@ -171,8 +184,8 @@ def main() -> int:
         return 0
     if not args.name or not args.predictions:
         parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")
-    result = ensemble_scores([pd.read_csv(p) for p in args.predictions])
-    record = {"name": args.name, "overrides": {"ensemble_of": [Path(p).stem for p in args.predictions]},
+    result = ensemble_scores([read_run(p) for p in args.predictions])
+    record = {"name": args.name, "overrides": {"ensemble_of": [Path(p.split(",")[0]).stem for p in args.predictions]},
               "evaluated_on": args.evaluated_on, **result}
     if args.round:
         record["round"] = args.round

@@ -47,6 +47,28 @@ def test_ensemble_refuses_files_of_different_clips(score_ensemble):
         score_ensemble.ensemble_scores([one, other])
 
 
+def test_a_run_split_over_two_files_scores_as_one(score_ensemble, rng, tmp_path, monkeypatch, capsys):
+    true = [EMOTIONS[i % 8] for i in range(24)]
+    folds = [1] * 8 + [2] * 8 + [3] * 8
+    runs = [predictions(rng.dirichlet(np.ones(8), size=24), true, folds) for _ in range(2)]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    halves = []
+    for k, run in enumerate(runs):  # folds 1 and 2 in one process's file, fold 3 in the other's
+        run[run["fold"] < 3].to_csv(tmp_path / "a" / f"seed{k}.csv", index=False)
+        run[run["fold"] == 3].to_csv(tmp_path / "b" / f"seed{k}.csv", index=False)
+        halves.append(f"{tmp_path / 'a' / f'seed{k}.csv'},{tmp_path / 'b' / f'seed{k}.csv'}")
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setattr("sys.argv", ["score_ensemble.py", "pair", *halves, "--log", str(log)])
+    assert score_ensemble.main() == 0
+    record = json.loads(log.read_text())
+    assert record["overrides"] == {"ensemble_of": ["seed0", "seed1"]}
+    assert record["folds"] == score_ensemble.ensemble_scores(runs)["folds"]
+    assert [row["fold"] for row in record["folds"]] == [1, 2, 3]
+    with pytest.raises(ValueError, match="same folds"):
+        score_ensemble.read_run(f"{tmp_path / 'a' / 'seed0.csv'},{tmp_path / 'a' / 'seed1.csv'}")
+
+
 def write_report(directory, probabilities: np.ndarray, true: list[str], folds: list[int], *,
                  seed: int, members: int, hardware: str = "cpu", **settings) -> None:
     """A test benchmark report of ``members`` models from ``seed``: metrics.json and predictions.csv."""
