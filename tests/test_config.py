@@ -44,7 +44,7 @@ def test_defaults():
     assert cfg.split.test_actors == [] and cfg.split.val_actors == []
     assert cfg.split.test_fraction == pytest.approx(1 / 6)
     assert cfg.model.filters == [16, 32, 64, 128]
-    assert cfg.train.epochs == 60 and cfg.train.batch_size == 32
+    assert cfg.train.epochs == 50 and cfg.train.batch_size == 32
     assert cfg.train.learning_rate == pytest.approx(3e-3)
     assert cfg.train.schedule == "cosine" and cfg.train.ensemble >= 1
     assert EMOTIONS == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
@@ -63,7 +63,7 @@ def test_to_dict_is_nested_plain_data():
     d = Config().to_dict()
     assert d["features"]["n_mels"] == 64
     assert d["split"]["protocol"] == "emobox"
-    assert d["train"]["epochs"] == 60
+    assert d["train"]["epochs"] == 50
     assert set(d) == {"seed", "data_dir", "keep_duplicates", "limit_actors", "workers",
                       "features", "split", "model", "train"}
 
