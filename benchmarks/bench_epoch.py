@@ -7,11 +7,13 @@
 
 960 (``--clips``) synthetic clips of the default feature shape, fed through training's own
 ``AugmentedBatches`` (masks, shifts, mixup), batch 32, one TensorFlow thread. ``--set`` changes
-a model or feature setting as the CLI does. ``--workers`` sets the batch builder's thread pool
+a setting as the CLI does. ``--workers`` sets the batch builder's thread pool
 (training uses 2 on TensorFlow): with ``--workers 1`` TensorFlow feeds ``fit`` through tf.data's
 autotuned prefetch, which sleeps when the training's threads share one CPU (rounds 19 and 20).
 Prints wall, user and kernel seconds and minor page faults per epoch (the first epoch includes
 tracing).
+Batch norm trains as ``train.fused_batchnorm`` says (``--set train.fused_batchnorm=true``:
+TensorFlow's fused kernel, round 25).
 ``--plain`` must be its own process: the settings are applied when :mod:`emotion_cnn` is
 first imported.
 """
@@ -41,7 +43,7 @@ def main() -> int:
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="threads building batches (default: as training, 2 on TensorFlow)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model or feature setting, as the CLI takes it")
+                        help="a setting, as the CLI takes it")
     args = parser.parse_args()
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, "1")
@@ -56,6 +58,7 @@ def main() -> int:
 
     from emotion_cnn.cli import parse_set
     from emotion_cnn.config import load_config
+    from emotion_cnn.fused_batchnorm import fused_batchnorm
     from emotion_cnn.model import build_model
     from emotion_cnn.train import AugmentedBatches
 
@@ -81,10 +84,12 @@ def main() -> int:
 
     model = build_model(shape, 8, cfg.model)
     model.compile("adam", "categorical_crossentropy")
-    print(f"{'plain' if args.plain else 'emotion_cnn.allocator'}: {len(X)} clips {shape}, "
-          f"{model.count_params()} parameters, {batches.workers} batch workers, "
-          f"TF_CPU_ALLOCATOR_USE_BFC={os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', '(unset)')}")
-    model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[Report()])
+    with fused_batchnorm(cfg.train.fused_batchnorm) as fused:
+        print(f"{'plain' if args.plain else 'emotion_cnn.allocator'}: {len(X)} clips {shape}, "
+              f"{model.count_params()} parameters, {batches.workers} batch workers, "
+              f"TF_CPU_ALLOCATOR_USE_BFC={os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', '(unset)')}, "
+              f"{'fused' if fused else 'Keras'} batch norm")
+        model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[Report()])
     return 0
 
 

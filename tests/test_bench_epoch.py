@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import pytest
 
 from emotion_cnn.config import FeatureConfig, ModelConfig
@@ -25,13 +26,16 @@ def test_reports_each_epoch_of_the_chosen_model_with_or_without_the_allocator(pl
     shape = (FeatureConfig().n_mels, FeatureConfig().n_frames)
     parameters = build_model(shape, 8, ModelConfig(filters=[4, 8])).count_params()  # --set took
     assert (f"64 clips {shape}, {parameters} parameters, 2 batch workers, "
-            f"TF_CPU_ALLOCATOR_USE_BFC={allocator}") in out
+            f"TF_CPU_ALLOCATOR_USE_BFC={allocator}, ") in out
     epochs = re.findall(r"^epoch (\d): [\d.]+ s wall, user [\d.]+ s, kernel [\d.]+ s, \d+ page faults$",
                         out, flags=re.MULTILINE)
     assert epochs == ["1", "2"]
 
 
-def test_workers_flag_sets_the_batch_pool():
-    out = bench_epoch("--workers", "1")
+@pytest.mark.parametrize("fused", ["true", "false"])
+def test_workers_and_batch_norm_flags_take(fused):
+    out = bench_epoch("--workers", "1", "--set", f"train.fused_batchnorm={fused}")
     assert ", 1 batch workers, " in out
+    used = fused == "true" and keras.backend.backend() == "tensorflow"
+    assert out.count(f", {'fused' if used else 'Keras'} batch norm\n") == 1
     assert re.findall(r"^epoch (\d): [\d.]+ s wall", out, flags=re.MULTILINE) == ["1", "2"]

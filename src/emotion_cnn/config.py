@@ -170,6 +170,9 @@ class TrainConfig:
     # >0: the saved weights are a moving average over training steps (of the trainable weights:
     # batch-norm statistics and the per-epoch validation scores are those of the raw weights)
     ema_momentum: float = 0.0
+    # TensorFlow only: batch norm trains through TensorFlow's fused kernel (emotion_cnn.fused_batchnorm),
+    # same maths in one pass; other rounding, so weights differ from the stock path's
+    fused_batchnorm: bool = False
     # augmentation, training only
     time_masks: int = 1
     time_mask_width: int = 15  # frames

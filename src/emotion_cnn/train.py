@@ -22,6 +22,7 @@ from keras import layers
 
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
+from emotion_cnn.fused_batchnorm import fused_batchnorm
 from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
 from emotion_cnn.model import adapt_normalization, build_model
 
@@ -308,8 +309,9 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
-                        callbacks=callbacks, verbose=verbose)
+    with fused_batchnorm(cfg.train.fused_batchnorm):
+        history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
+                            callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     # Keras' own choice (NaN losses included), not a recomputation of it
