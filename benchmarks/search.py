@@ -11,6 +11,9 @@ training actors: a learning curve), ``speaker_norm: true`` (features shifted per
 :func:`pcen_from_log_mel`) or ``manifest: PATH`` (score the exact split ``prepare``
 wrote, on its test clips: the leak table). Results are appended to
 ``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
+With ``--folds`` naming some of the 6 folds (a run split over processes), each row is marked
+``"partial": true``: its mean is over those folds only. ``score_ensemble.py NAME a.csv,b.csv
+--log ...`` joins the parts' prediction files and logs the whole run.
 """
 
 from __future__ import annotations
@@ -148,6 +151,17 @@ def score_fewer_train_actors(cfg, X, meta, n_actors: int, folds: list[int] | Non
     return {**summarise(rows), "folds": rows, "hardware": hardware()}
 
 
+def log_record(record: dict, *, round_tag: str, folds: list[int] | None) -> dict:
+    """``record`` as its results-log row: tagged with the round, and marked partial when it
+    scored only some of the 6 folds (``--folds``), so no one takes its mean for the run's."""
+    row = dict(record)
+    if round_tag:
+        row["round"] = round_tag
+    if folds and len({fold["fold"] for fold in record["folds"]}) < 6:
+        row["partial"] = True
+    return row
+
+
 def run_one(args):
     name, overrides, data_path, evaluate_on, folds, predictions_dir, models_dir = args
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.05")
@@ -212,11 +226,12 @@ def main() -> int:
              args.models) for n in names]
     with multiprocessing.get_context("spawn").Pool(min(args.procs, len(jobs))) as pool:
         for record in pool.imap_unordered(run_one, jobs):
-            if args.round:
-                record["round"] = args.round
+            record = log_record(record, round_tag=args.round, folds=args.folds)
             line = json.dumps(record)
+            scope = (f" over folds {', '.join(str(f['fold']) for f in record['folds'])} only"
+                     if record.get("partial") else "")
             print(f"RESULT {record['name']}: {record['evaluated_on']} UA {record['mean']['ua']:.1f} "
-                  f"± {record['std']['ua']:.1f} ({record['minutes']} min)", flush=True)
+                  f"± {record['std']['ua']:.1f}{scope} ({record['minutes']} min)", flush=True)
             with open(args.log, "a") as log:
                 log.write(line + "\n")
     return 0

@@ -167,3 +167,13 @@ def test_pcen_experiment_trains_on_pcen_features(search, tmp_path, rng, monkeypa
     assert record["overrides"] == {"pcen": True}
     X16 = X.astype("float16").astype("float32")
     np.testing.assert_allclose(seen["X"], search.pcen_from_log_mel(X16, sr=16000, hop_length=320, top_db=80.0))
+
+
+def test_a_run_over_some_folds_logs_a_row_marked_partial(search):
+    half = {"name": "x", "folds": [{"fold": f, "ua": 60.0} for f in (1, 2, 3)], "mean": {"ua": 60.0}}
+    row = search.log_record(half, round_tag="25", folds=[1, 2, 3])
+    assert row["partial"] is True and row["round"] == "25"
+    assert "partial" not in half  # the worker's record is left as it came
+    whole = {**half, "folds": [{"fold": f, "ua": 60.0} for f in range(1, 7)]}
+    assert "partial" not in search.log_record(whole, round_tag="", folds=[1, 2, 3, 4, 5, 6])
+    assert "round" not in search.log_record(whole, round_tag="", folds=None)
