@@ -271,9 +271,13 @@ def test_a_record_missing_newer_settings_reads_as_it_ran():
     from emotion_cnn.config import Config, config_from_record
 
     record = Config().to_dict()
+    record["train"]["fused_batchnorm"] = True
     del record["model"]["recurrent_units"], record["train"]["train_on_val"], record["features"]["top_db"]
     ran = config_from_record(record)
     assert ran.model.recurrent_units == 0 and ran.train.train_on_val is False  # their old values
+    assert ran.train.fused_batchnorm is True  # recorded: taken as it ran
+    del record["train"]["fused_batchnorm"]
+    assert config_from_record(record).train.fused_batchnorm is False  # before it existed
     assert ran.features.top_db == Config().features.top_db  # not listed: the default
     assert config_from_record(Config().to_dict()) == Config()  # a complete record is taken as it is
     with pytest.raises(ValueError, match="reference"):

@@ -227,10 +227,11 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
 
 # Settings added since older records (benchmark reports, feature exports) were written, with
 # the value those runs had where it is not the default: before round 5 every run restored its
-# best epoch and held the validation actors out; before round 12 no model had a recurrent part.
+# best epoch and held the validation actors out; before round 12 no model had a recurrent part;
+# before round 25 batch norm always trained through Keras' own operations.
 # A setting missing from a record and not listed here ran as its default.
 SETTINGS_OF_OLDER_RECORDS: dict[str, dict[str, Any]] = {
-    "train": {"restore_best": True, "train_on_val": False},
+    "train": {"restore_best": True, "train_on_val": False, "fused_batchnorm": False},
     "model": {"recurrent_units": 0},
 }
 

@@ -31,8 +31,9 @@ def _fused_call(stock_call):
 
     @functools.wraps(stock_call)
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable and mask is None and not self.renorm
-                and not self.synchronized and len(inputs.shape) == 4
+        # renorm and synchronized are newer than some Keras 3 releases
+        if not (training and self.trainable and mask is None and not getattr(self, "renorm", False)
+                and not getattr(self, "synchronized", False) and len(inputs.shape) == 4
                 and self.axis in (-1, 3) and inputs.dtype == tf.float32
                 and self.epsilon >= FUSED_MIN_EPSILON):
             return stock_call(self, inputs, training=training, mask=mask)
