@@ -44,7 +44,7 @@ def test_defaults():
     assert cfg.split.test_actors == [] and cfg.split.val_actors == []
     assert cfg.split.test_fraction == pytest.approx(1 / 6)
     assert cfg.model.filters == [16, 32, 64, 128]
-    assert cfg.train.epochs == 50 and cfg.train.batch_size == 32
+    assert cfg.train.epochs == 50 and cfg.train.batch_size == 32 and cfg.train.fused_batchnorm is True
     assert cfg.train.learning_rate == pytest.approx(3e-3)
     assert cfg.train.schedule == "cosine" and cfg.train.ensemble >= 1
     assert EMOTIONS == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
