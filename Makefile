@@ -44,7 +44,7 @@ bench-prepare: install  ## cold and warm prepare timings on the full dataset
 bench-predict: install  ## one app prediction's latency with the committed model (needs a RAVDESS clip: RAVDESS_DIR or dataset/)
 	$(PY) benchmarks/bench_predict.py
 
-bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (about 50-100 min on 2 CPU cores, by the VM kind and day)
+bench-accuracy: install  ## 6-fold EmoBox cross-validation, JOBS folds at once (about 30-70 min on 2 CPU cores, by the VM kind and day)
 	$(CLI) cv --protocol emobox --jobs $(JOBS)
 
 clean:
