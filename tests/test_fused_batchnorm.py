@@ -51,6 +51,8 @@ def test_keras_own_call_is_back_after_the_block_and_after_an_error():
         assert used and layers.BatchNormalization.call is not stock_call
         with fused_batchnorm() as inner:  # nested: the outer block restores
             assert inner
+        with fused_batchnorm(False) as inner:  # the outer block's kernel is still on: say so
+            assert inner
         assert layers.BatchNormalization.call is not stock_call
     assert layers.BatchNormalization.call is stock_call
     with pytest.raises(RuntimeError), fused_batchnorm():

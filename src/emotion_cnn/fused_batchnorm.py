@@ -65,7 +65,8 @@ def fused_batchnorm(enabled: bool = True) -> Iterator[bool]:
     Parameters
     ----------
     enabled : bool
-        False leaves Keras as it is (``train.fused_batchnorm=false``).
+        False leaves Keras as it is (``train.fused_batchnorm=false``), unless an enclosing
+        block already swapped the kernel in.
 
     Yields
     ------
@@ -74,8 +75,8 @@ def fused_batchnorm(enabled: bool = True) -> Iterator[bool]:
     """
     layer = keras.layers.BatchNormalization
     if not enabled or keras.backend.backend() != "tensorflow" or hasattr(layer.call, "stock_call"):
-        # nested blocks leave the outer one in charge of restoring Keras' call
-        yield enabled and hasattr(layer.call, "stock_call")
+        # a nested block leaves the outer one in charge, and reports whether its kernel is on
+        yield hasattr(layer.call, "stock_call")
         return
     stock_call = layer.call
     layer.call = _fused_call(stock_call)
