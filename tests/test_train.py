@@ -257,6 +257,28 @@ def test_weight_average_is_what_the_model_ends_with(synthetic_dataset):
     assert not np.allclose(plain.predict(split.X_test[:4], verbose=0), averaged.predict(split.X_test[:4], verbose=0))
 
 
+def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthetic_dataset, tmp_path):
+    import keras
+
+    # a constant learning rate, so epoch 1 of a 3-epoch run is epoch 1 of a 1-epoch run
+    steady = {"schedule": "plateau", "train_on_val": False, "lr_patience": 10}
+    cfg = small_config(synthetic_dataset, train={**steady, "epochs": 3, "snapshot_epochs": [2, 1]})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    model, history = fit(cfg, split, verbose=0)
+    assert list(history["epoch"]) == [1, 2, 3]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["emotion_cnn_1", "emotion_cnn_2", "emotion_cnn_3"]
+    x = split.X_test[:5]
+    outputs = [m.predict(x, verbose=0) for m in members]
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
+    one_epoch, _ = fit(small_config(synthetic_dataset, train={**steady, "epochs": 1}), split, verbose=0)
+    np.testing.assert_allclose(outputs[0], one_epoch.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[1], outputs[2])
+    model.save(tmp_path / "snapshots.keras")
+    loaded = keras.models.load_model(tmp_path / "snapshots.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
                                               ({"ensemble": 0}, "train.ensemble"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
@@ -265,6 +287,10 @@ def test_weight_average_is_what_the_model_ends_with(synthetic_dataset):
                                               ({"ema_momentum": 0.99, "train_on_val": False, "restore_best": True},
                                                "restore_best=false"),
                                               ({"restore_best": True}, "train.train_on_val"),
+                                              ({"epochs": 3, "snapshot_epochs": [3]}, "train.snapshot_epochs"),
+                                              ({"epochs": 3, "snapshot_epochs": [1, 1]}, "train.snapshot_epochs"),
+                                              ({"epochs": 3, "snapshot_epochs": [0]}, "train.snapshot_epochs"),
+                                              ({"snapshot_epochs": [1], "ema_momentum": 0.9}, "ema_momentum=0"),
                                               ({"train_on_val": True, "restore_best": False,
                                                 "schedule": "plateau"}, "train.train_on_val")])
 def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):

@@ -217,6 +217,30 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class WeightSnapshots(keras.callbacks.Callback):
+    """Keeps the weights (batch-norm statistics and the adapted normalisation included) at the
+    end of the given 1-based epochs; :meth:`models` turns them into models like the trained one."""
+
+    def __init__(self, epochs: list[int]):
+        super().__init__()
+        self.epochs = set(epochs)
+        self.weights: dict[int, list[np.ndarray]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 in self.epochs:
+            self.weights[epoch + 1] = self.model.get_weights()
+
+    def models(self, model: keras.Model) -> list[keras.Model]:
+        snapshots = []
+        for _, weights in sorted(self.weights.items()):
+            snapshot = keras.models.clone_model(model)
+            snapshot.set_weights(weights)
+            # the normalisation layer computes with tensors made from its variables at adapt()
+            snapshot.get_layer("normalize").finalize_state()
+            snapshots.append(snapshot)
+        return snapshots
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -238,7 +262,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     Returns
     -------
     (keras.Model, pd.DataFrame)
-        The model (with several members, one model that averages their probabilities) and the
+        The model (with several members or ``train.snapshot_epochs``, one model that averages
+        the probabilities of every member's snapshots and last epoch) and the
         history: one row per epoch and member, with ``member`` (1-based) and ``epoch``.
     """
     for name in ("train", "val"):
@@ -256,6 +281,13 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     if cfg.train.ema_momentum and cfg.train.restore_best:
         raise ValueError("train.ema_momentum needs train.restore_best=false: restoring an epoch's "
                          "weights would throw the average away")
+    snapshots = cfg.train.snapshot_epochs
+    if any(not 1 <= e < cfg.train.epochs for e in snapshots) or len(set(snapshots)) < len(snapshots):
+        raise ValueError(f"train.snapshot_epochs must be distinct epochs from 1 to {cfg.train.epochs - 1} "
+                         f"(train.epochs - 1), not {snapshots}")
+    if snapshots and (cfg.train.ema_momentum or cfg.train.restore_best):
+        raise ValueError("train.snapshot_epochs keeps raw weights of the last epoch: it needs "
+                         "train.ema_momentum=0 and train.restore_best=false")
     if cfg.train.train_on_val and (cfg.train.restore_best or cfg.train.schedule != "cosine"):
         raise ValueError("train.train_on_val leaves no validation loss to choose by: it needs "
                          "train.restore_best=false and train.schedule=cosine")
@@ -264,12 +296,12 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
         log = None if run_dir is None else run_dir / (
             "history.csv" if cfg.train.ensemble == 1 else f"history-member{member}.csv")
-        model, frame = _fit_one(cfg, split, seed=cfg.seed + member - 1, log=log, verbose=verbose)
+        models, frame = _fit_one(cfg, split, seed=cfg.seed + member - 1, log=log, verbose=verbose)
         if log is not None and cfg.train.ensemble > 1:
             # the live log counts epochs from 0 (Keras CSVLogger); end with history.csv's numbering
             atomic_save_csv(log, frame)
         frame.insert(0, "member", member)
-        members.append(model)
+        members.extend(models)
         frames.append(frame)
     return average_models(members), pd.concat(frames, ignore_index=True)
 
@@ -287,7 +319,8 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
                                floor=-cfg.features.top_db,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
-    callbacks = [EpochTimer()]
+    snapshots = WeightSnapshots(cfg.train.snapshot_epochs)
+    callbacks = [EpochTimer(), snapshots]
     stopper = None
     if validation is not None and cfg.train.restore_best:
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
@@ -317,7 +350,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     # Keras' own choice (NaN losses included), not a recomputation of it
     kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
     frame["kept"] = np.arange(len(frame)) == kept
-    return model, frame
+    return snapshots.models(model) + [model], frame
 
 
 def average_models(members: list[keras.Model]) -> keras.Model:
