@@ -279,11 +279,29 @@ def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthe
     np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
 
 
+def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
+    import keras
+
+    kernel, gamma, beta, bias = (keras.Variable(np.ones(3, dtype="float32"), name=name)
+                                 for name in ("kernel", "gamma", "beta", "bias"))
+    zero = [np.zeros(3, dtype="float32")] * 4  # Adam's own step is 0 for a zero gradient
+    decayed = train_module.make_optimizer(TrainConfig(weight_decay=0.5), 0.1)
+    decayed.apply_gradients(zip(zero, [kernel, gamma, beta, bias]))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 1 - 0.1 * 0.5)
+    for exempt in (gamma, beta, bias):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(exempt), 1.0)
+    plain = train_module.make_optimizer(TrainConfig(), 0.1)
+    assert type(plain) is keras.optimizers.Adam
+    plain.apply_gradients(zip(zero[:1], [kernel]))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 0.95)
+
+
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
                                               ({"ensemble": 0}, "train.ensemble"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
                                               ({"freq_warp": -0.1}, "train.freq_warp"),
                                               ({"ema_momentum": 1.0}, "train.ema_momentum"),
+                                              ({"weight_decay": -0.1}, "train.weight_decay"),
                                               ({"ema_momentum": 0.99, "train_on_val": False, "restore_best": True},
                                                "restore_best=false"),
                                               ({"restore_best": True}, "train.train_on_val"),

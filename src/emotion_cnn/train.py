@@ -276,6 +276,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
+    if not 0 <= cfg.train.weight_decay < 1:
+        raise ValueError(f"train.weight_decay must be in [0, 1), not {cfg.train.weight_decay}")
     if not 0 <= cfg.train.ema_momentum < 1:
         raise ValueError(f"train.ema_momentum must be in [0, 1), not {cfg.train.ema_momentum}")
     if cfg.train.ema_momentum and cfg.train.restore_best:
@@ -338,8 +340,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
                                                            patience=cfg.train.lr_patience, min_lr=1e-5))
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
-    ema = cfg.train.ema_momentum
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema),
+    model.compile(optimizer=make_optimizer(cfg.train, learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     with fused_batchnorm(cfg.train.fused_batchnorm):
@@ -351,6 +352,17 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
     frame["kept"] = np.arange(len(frame)) == kept
     return snapshots.models(model) + [model], frame
+
+
+def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW when ``cfg.weight_decay`` > 0 (batch-norm scales and offsets and biases
+    are not decayed); either keeps a moving average of the weights when ``cfg.ema_momentum`` > 0."""
+    ema = {"use_ema": cfg.ema_momentum > 0, "ema_momentum": cfg.ema_momentum}
+    if not cfg.weight_decay:
+        return keras.optimizers.Adam(learning_rate, **ema)
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay, **ema)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
 
 
 def average_models(members: list[keras.Model]) -> keras.Model:
