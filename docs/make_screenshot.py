@@ -49,17 +49,19 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, headless=True,
                                          args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-            page.get_by_text("North-American English").wait_for(timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(clip))
-            page.get_by_text("Predicted emotion:").wait_for(timeout=60_000)
-            page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)  # the bar chart draws after the page settles
-            tmp = OUT.with_suffix(".tmp.png")
-            page.screenshot(path=str(tmp), full_page=True)
-            tmp.replace(OUT)
-            browser.close()
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1600})
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+                page.get_by_text("North-American English").wait_for(timeout=60_000)
+                page.locator("input[type=file]").first.set_input_files(str(clip))
+                page.get_by_text("Predicted emotion:").wait_for(timeout=60_000)
+                page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)
+                page.wait_for_timeout(1000)  # the bar chart draws after the page settles
+                tmp = OUT.with_suffix(".tmp.png")
+                page.screenshot(path=str(tmp), full_page=True)
+                tmp.replace(OUT)
+            finally:
+                browser.close()
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -309,6 +309,10 @@ def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
                                               ({"epochs": 3, "snapshot_epochs": [1, 1]}, "train.snapshot_epochs"),
                                               ({"epochs": 3, "snapshot_epochs": [0]}, "train.snapshot_epochs"),
                                               ({"snapshot_epochs": [1], "ema_momentum": 0.9}, "ema_momentum=0"),
+                                              ({"snapshot_epochs": [1], "train_on_val": False, "restore_best": True},
+                                               "restore_best=false \\(which"),
+                                              ({"epochs": 3, "snapshot_epochs": [1.5]}, "train.snapshot_epochs"),
+                                              ({"epochs": 3, "snapshot_epochs": ["1"]}, "train.snapshot_epochs"),
                                               ({"train_on_val": True, "restore_best": False,
                                                 "schedule": "plateau"}, "train.train_on_val")])
 def test_fit_rejects_bad_training_settings(synthetic_dataset, setting, message):

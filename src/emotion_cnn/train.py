@@ -1,7 +1,8 @@
 """Train the CNN on a prepared split and write a run folder.
 
 ``runs/<run-id>/`` holds: ``config.yaml`` (resolved settings and seed), ``labels.json``,
-``history.csv`` (its ``kept`` column marks the epoch whose weights were kept), ``model.keras``,
+``history.csv`` (its ``kept`` column marks the epoch whose weights were kept; the epochs of
+``train.snapshot_epochs`` are kept beside it), ``model.keras``,
 and what :mod:`emotion_cnn.evaluate` writes (``metrics.json``, ``predictions.csv``,
 ``classification_report.txt``, ``figures/``).
 """
@@ -284,12 +285,14 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError("train.ema_momentum needs train.restore_best=false: restoring an epoch's "
                          "weights would throw the average away")
     snapshots = cfg.train.snapshot_epochs
-    if any(not 1 <= e < cfg.train.epochs for e in snapshots) or len(set(snapshots)) < len(snapshots):
+    if (any(type(e) is not int or not 1 <= e < cfg.train.epochs for e in snapshots)
+            or len(set(snapshots)) < len(snapshots)):
         raise ValueError(f"train.snapshot_epochs must be distinct epochs from 1 to {cfg.train.epochs - 1} "
                          f"(train.epochs - 1), not {snapshots}")
     if snapshots and (cfg.train.ema_momentum or cfg.train.restore_best):
-        raise ValueError("train.snapshot_epochs keeps raw weights of the last epoch: it needs "
-                         "train.ema_momentum=0 and train.restore_best=false")
+        raise ValueError("train.snapshot_epochs adds earlier epochs' weights to the last epoch's: it "
+                         "needs train.ema_momentum=0 (which averages the last one) and "
+                         "train.restore_best=false (which replaces it)")
     if cfg.train.train_on_val and (cfg.train.restore_best or cfg.train.schedule != "cosine"):
         raise ValueError("train.train_on_val leaves no validation loss to choose by: it needs "
                          "train.restore_best=false and train.schedule=cosine")
@@ -396,6 +399,7 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     result.metrics.update(
         train_seconds=round(train_seconds, 1), models=int(history["member"].max()), epochs_run=len(history),
         kept_epoch=[int(f.loc[f["kept"], "epoch"].iloc[0]) for _, f in history.groupby("member")],
+        snapshot_epochs=sorted(cfg.train.snapshot_epochs),
         seconds_per_epoch=round(float(history["epoch_seconds"].mean()), 2),
         parameters=int(model.count_params()), backend=keras.backend.backend(),
         seed=cfg.seed, split=str(split.directory), protocol=split.info["protocol"],
