@@ -3,11 +3,6 @@
 import io
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +10,8 @@ import pytest
 import soundfile as sf
 from conftest import synth_signal
 
-APP = Path(__file__).resolve().parents[1] / "src" / "emotion_cnn" / "app.py"
+from emotion_cnn.serve import APP, serving_app
+
 ARTIFACTS = Path(os.environ.get("EMOTION_CNN_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
 
@@ -95,12 +91,6 @@ def test_analyse_a_48k_4_second_clip(tiny_model, rng):
     assert analysis.features.shape == (classifier.features.n_mels, classifier.features.n_frames)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _chromium() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
@@ -116,33 +106,17 @@ def test_app_in_a_real_browser(tiny_model, real_data_dir, tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    env = {**os.environ, "EMOTION_CNN_MODEL": str(tiny_model[0])}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("streamlit did not start: " + server.stdout.read1().decode(errors="replace"))
-                time.sleep(0.5)
-        clip = next(real_data_dir.glob("Actor_01/03-01-05-02-*.flac"))
-        bad = tmp_path / "notes.wav"
-        bad.write_text("not audio")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    clip = next(real_data_dir.glob("Actor_01/03-01-05-02-*.flac"))
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with serving_app(model=tiny_model[0]) as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run"])
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.goto(url, wait_until="domcontentloaded")
             page.get_by_text("North-American English").wait_for(timeout=60_000)
             page.locator("input[type=file]").first.set_input_files(str(clip))
             page.get_by_text("Predicted emotion:").wait_for(timeout=60_000)
@@ -156,6 +130,3 @@ def test_app_in_a_real_browser(tiny_model, real_data_dir, tmp_path):
             page.screenshot(path=str(ARTIFACTS / "app_bad_input.png"), full_page=True)
             assert "Traceback" not in page.content()
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -157,13 +157,9 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     import subprocess
 
-    app = Path(__file__).with_name("app.py")
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-               "--server.address", args.address, "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "minimal"]
-    if args.model:
-        command += ["--", "--model", args.model]
-    return subprocess.call(command)
+    from emotion_cnn.serve import streamlit_command
+
+    return subprocess.call(streamlit_command(port=args.port, address=args.address, model=args.model))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
