@@ -71,14 +71,17 @@ def project_root(tmp_path_factory, monkeypatch) -> Path:
 
 
 def make_dataset(root: Path, rng: np.random.Generator, *, actors=range(1, 7), emotions=range(1, 9),
-                 repetitions=(1, 2), suffix: str = ".wav", sr: int = 16000, seconds: float = 1.2) -> Path:
-    """A RAVDESS-layout tree ``root/Actor_NN/03-01-EE-01-01-RR-NN.wav`` of synthetic clips."""
+                 repetitions=(1, 2), intensities=(1,), suffix: str = ".wav", sr: int = 16000,
+                 seconds: float = 1.2) -> Path:
+    """A RAVDESS-layout tree ``root/Actor_NN/03-01-EE-II-01-RR-NN.wav`` of synthetic clips
+    (neutral, emotion 1, only ever at intensity 1, as in RAVDESS)."""
     for actor in actors:
         for emotion in emotions:
-            for rep in repetitions:
-                name = ravdess_name(emotion=emotion, actor=actor, repetition=rep)
-                write_clip(root / f"Actor_{actor:02d}" / f"{name}{suffix}",
-                           synth_signal(rng, emotion=emotion, sr=sr, seconds=seconds, silence=0.2), sr=sr)
+            for intensity in intensities if emotion != 1 else (1,):
+                for rep in repetitions:
+                    name = ravdess_name(emotion=emotion, actor=actor, intensity=intensity, repetition=rep)
+                    write_clip(root / f"Actor_{actor:02d}" / f"{name}{suffix}",
+                               synth_signal(rng, emotion=emotion, sr=sr, seconds=seconds, silence=0.2), sr=sr)
     return root
 
 

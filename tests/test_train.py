@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small_config
+from conftest import make_dataset, small_config
 
 from emotion_cnn import train as train_module
-from emotion_cnn.config import TrainConfig
+from emotion_cnn.config import LABEL_INDEX, TrainConfig
 from emotion_cnn.prepare import prepare
 from emotion_cnn.train import (AugmentedBatches, class_weights, fit, load_split, new_run_dir, seed_everything,
-                                warp)
+                                strong_intensity, warp)
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -279,6 +279,71 @@ def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthe
     np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
 
 
+@pytest.fixture
+def split_with_intensities(tmp_path, rng):
+    """A prepared split whose clips come at both intensities (neutral only at normal)."""
+    data_dir = make_dataset(tmp_path / "ravdess-intensities", rng, actors=range(1, 5), intensities=(1, 2))
+    cfg = small_config(data_dir, split={"protocol": "actors", "test_actors": [1], "val_actors": [2]})
+    return cfg, load_split(prepare(cfg, progress=False).split_dir)
+
+
+def test_strong_intensity_follows_each_part_in_the_order_of_its_arrays(split_with_intensities):
+    _, split = split_with_intensities
+    for part in ("train", "val", "test"):
+        rows = split.manifest[split.manifest["split"] == part].sort_values("index_in_split")
+        np.testing.assert_array_equal(rows["emotion"].map(LABEL_INDEX), getattr(split, f"y_{part}"))
+        strong = strong_intensity(split, part)
+        # the intensity code is the 4th field of the RAVDESS name
+        np.testing.assert_array_equal(strong, [float(c.split("-")[3] == "02") for c in rows["clip_id"]])
+        assert 0 < strong.mean() < 1
+
+
+def test_batches_mix_the_intensity_target_as_they_mix_the_emotion(rng):
+    X = rng.standard_normal((40, 16, 50)).astype("float32")
+    y = np.arange(40) % 4
+    cfg = TrainConfig(batch_size=8, mixup_alpha=0.4)
+    weights = np.array([2.0, 1.0, 1.0, 1.0], np.float32)
+    plain = AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=3, weights=weights)
+    headed = AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=3, weights=weights,
+                              intensity=(y == 3).astype(np.float32))
+    mixed = []
+    for index in range(len(headed)):
+        x, targets, sample_weights = headed[index]
+        x_plain, y_plain, w_plain = plain[index]
+        np.testing.assert_array_equal(x, x_plain)
+        np.testing.assert_array_equal(targets["emotion"], y_plain)
+        np.testing.assert_array_equal(sample_weights["emotion"], w_plain)
+        assert targets["intensity"].shape == (len(x), 1)
+        np.testing.assert_allclose(targets["intensity"][:, 0], y_plain[:, 3], rtol=1e-6)
+        np.testing.assert_array_equal(sample_weights["intensity"], 1.0)
+        mixed.extend(y_plain[:, 3])
+    assert any(0 < share < 1 for share in mixed)  # clips of class 3 were mixed with others
+
+
+@pytest.mark.parametrize("train_on_val", [True, False])
+def test_intensity_head_trains_the_model_and_is_not_saved_with_it(split_with_intensities, train_on_val, tmp_path):
+    import keras
+
+    cfg, split = split_with_intensities
+    cfg.train.epochs, cfg.train.ensemble, cfg.train.train_on_val = 2, 1, train_on_val
+    plain, _ = fit(cfg, split, verbose=0)
+    cfg.train.intensity_weight = 1.0
+    model, history = fit(cfg, split, verbose=0)
+    assert {"accuracy", "loss", "intensity_loss", "total_loss"} <= set(history.columns)
+    if not train_on_val:
+        assert {"val_accuracy", "val_loss", "val_intensity_loss", "val_total_loss"} <= set(history.columns)
+    # the emotion loss and the weighted intensity loss add up to the total (the L2 term aside)
+    assert (history["total_loss"] > history["loss"] + 0.5 * history["intensity_loss"]).all()
+    assert "intensity" not in [layer.name for layer in model.layers]
+    x = split.X_test[:6]
+    assert model.predict(x, verbose=0).shape == (6, len(split.labels))
+    # same seed and batches: the head's gradient is what changed the weights
+    assert not np.allclose(model.predict(x, verbose=0), plain.predict(x, verbose=0))
+    model.save(tmp_path / "headless.keras")
+    loaded = keras.models.load_model(tmp_path / "headless.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
     import keras
 
@@ -302,6 +367,9 @@ def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
                                               ({"freq_warp": -0.1}, "train.freq_warp"),
                                               ({"ema_momentum": 1.0}, "train.ema_momentum"),
                                               ({"weight_decay": -0.1}, "train.weight_decay"),
+                                              ({"intensity_weight": -0.5}, "train.intensity_weight"),
+                                              ({"epochs": 3, "intensity_weight": 0.5, "snapshot_epochs": [1]},
+                                               "do not go together"),
                                               ({"ema_momentum": 0.99, "train_on_val": False, "restore_best": True},
                                                "restore_best=false"),
                                               ({"restore_best": True}, "train.train_on_val"),

@@ -152,7 +152,7 @@ class TrainConfig:
     # over 3 seeds, 69.5 against 69.7 as the 3-member ensemble (rule: >= 66.2 and >= 69.2)
     epochs: int = 50
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 3e-3  # peak; round 8: 6e-3 lost on 3 folds, round 29: 1.5e-3 lost 2.2 and 3.1 (two seeds)
     patience: int = 60  # restore_best only: EarlyStopping on val loss, the best epoch restored
     schedule: str = "cosine"  # plateau: halve on a val-loss plateau; cosine: warm-up then cosine decay
     lr_patience: int = 4  # schedule=plateau
@@ -163,6 +163,10 @@ class TrainConfig:
     # (batch-norm scales and offsets and biases exempt); 0: Adam, model.l2 the only decay.
     # Round 28: 0.05 with model.l2 0 lost 1.3 and 1.4 validation UA on seeds 42 and 43
     weight_decay: float = 0.0
+    # >0: while training, a second head (one sigmoid unit beside the emotion layer) learns whether
+    # each clip was acted with strong or normal intensity, its binary cross-entropy weighted by
+    # this beside the emotion loss; the head is not part of the saved model. 0: off
+    intensity_weight: float = 0.0
     # models trained with seeds seed, seed+1, ...; their probabilities averaged. 3: round 15's rule
     # (validation UA of 3 members >= the mean of the 2-member pairs + 0.5) was met, 69.8 vs 69.1
     ensemble: int = 3

@@ -110,3 +110,20 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
 def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
     """Set the model's per-mel-band normalisation from training features ``(n, n_mels, n_frames)``."""
     model.get_layer("normalize").adapt(np.asarray(X_train, dtype=np.float32)[..., None])
+
+
+def with_intensity_head(model: keras.Model) -> keras.Model:
+    """A training-only twin of ``model`` with a second output: the same layers and weights,
+    plus one sigmoid unit that reads what the emotion layer reads (the pooled features after
+    dropout) and says whether the clip was acted with strong intensity. Fitting the twin trains
+    ``model``; the head stays out of ``model``, which is what is saved.
+
+    Returns
+    -------
+    keras.Model
+        Outputs ``{"emotion": (batch, num_classes), "intensity": (batch, 1)}``.
+    """
+    strong = layers.Dense(1, activation="sigmoid", name="intensity")(model.get_layer("emotion").input)
+    return keras.Model(model.input, {"emotion": model.output, "intensity": strong},
+                       name=f"{model.name}_with_intensity")
+

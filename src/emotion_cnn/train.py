@@ -25,7 +25,7 @@ from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
 from emotion_cnn.fused_batchnorm import fused_batchnorm
 from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
-from emotion_cnn.model import adapt_normalization, build_model
+from emotion_cnn.model import adapt_normalization, build_model, with_intensity_head
 
 
 @dataclass
@@ -115,7 +115,9 @@ class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled training batches with tempo and mel-axis warps, SpecAugment-style masks,
     time shifts and mixup.
 
-    Yields ``(x, y_onehot, sample_weight)``. Augmentation lives here, outside the model,
+    Yields ``(x, y_onehot, sample_weight)``, or with ``intensity`` ``(x, {"emotion": y_onehot,
+    "intensity": strong}, {"emotion": sample_weight, "intensity": ones})`` for a model with an
+    intensity head (mixup mixes both targets alike). Augmentation lives here, outside the model,
     so the saved model holds stock layers only and does nothing random at inference.
     Each batch's randomness comes from ``(seed, epoch, index)``, so runs repeat exactly,
     whichever thread builds it.
@@ -132,6 +134,8 @@ class AugmentedBatches(keras.utils.PyDataset):
     seed : int
     weights : np.ndarray, shape (num_classes,), optional
         Per-class loss weights, returned per clip as the sample weight.
+    intensity : np.ndarray, shape (n_clips,), optional
+        1 where the clip was acted with strong intensity, else 0.
     floor : float
         The value masks and warps fill with: the features' lowest.
     workers : int, optional
@@ -147,7 +151,7 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __init__(self, X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: TrainConfig,
                  seed: int, weights: np.ndarray | None = None, floor: float = -80.0,
-                 workers: int | None = None):
+                 intensity: np.ndarray | None = None, workers: int | None = None):
         on_tensorflow = keras.backend.backend() == "tensorflow"
         if workers is None:
             workers = 2 if on_tensorflow else 1
@@ -158,6 +162,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.X, self.y, self.cfg, self.seed = X, y, cfg, seed
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
         self.sample_weight = (weights[y] if weights is not None else np.ones(len(y), np.float32))
+        self.intensity = None if intensity is None else np.asarray(intensity, np.float32)
         self.floor = floor
         self.epoch = 0
         self._order()
@@ -197,6 +202,7 @@ class AugmentedBatches(keras.utils.PyDataset):
                 width = rng.integers(0, cfg.freq_mask_width + 1)
                 start = rng.integers(0, max(1, n_mels - width))
                 x[i, start:start + width, :] = self.floor
+        strong = None if self.intensity is None else self.intensity[idx]
         if cfg.mixup_alpha > 0 and len(x) > 1:
             lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=len(x)).astype(np.float32)
             lam = np.maximum(lam, 1 - lam)  # the first clip stays the dominant one
@@ -204,7 +210,11 @@ class AugmentedBatches(keras.utils.PyDataset):
             x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
             y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
             w = lam * w + (1 - lam) * w[partner]
-        return x, y, w
+            if strong is not None:
+                strong = lam * strong + (1 - lam) * strong[partner]
+        if strong is None:
+            return x, y, w
+        return x, {"emotion": y, "intensity": strong[:, None]}, {"emotion": w, "intensity": np.ones_like(w)}
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -277,6 +287,11 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
+    if not 0 <= cfg.train.intensity_weight <= 10:
+        raise ValueError(f"train.intensity_weight must be in [0, 10], not {cfg.train.intensity_weight}")
+    if cfg.train.intensity_weight and cfg.train.snapshot_epochs:
+        raise ValueError("train.intensity_weight and train.snapshot_epochs do not go together: a "
+                         "snapshot would hold the training-only intensity head's weights too")
     if not 0 <= cfg.train.weight_decay < 1:
         raise ValueError(f"train.weight_decay must be in [0, 1), not {cfg.train.weight_decay}")
     if not 0 <= cfg.train.ema_momentum < 1:
@@ -311,18 +326,40 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     return average_models(members), pd.concat(frames, ignore_index=True)
 
 
+def strong_intensity(split: Split, part: str) -> np.ndarray:
+    """Shape ``(n,)``: 1.0 for each clip of ``split``'s ``part`` (train, val, test) acted with
+    strong intensity, else 0.0, in the order of its ``X_<part>``."""
+    rows = split.manifest[split.manifest["split"] == part].sort_values("index_in_split")
+    if len(rows) != len(getattr(split, f"y_{part}")):
+        raise ValueError(f"{split.directory}: manifest.csv lists {len(rows)} {part} clips, "
+                         f"X_{part}.npy holds {len(getattr(split, f'y_{part}'))}: prepare it again")
+    return (rows["intensity"] == "strong").to_numpy(np.float32)
+
+
+# with an intensity head Keras names each output's loss and metric by the output; history.csv
+# keeps the one-output names for the emotion, so the curves read the same either way
+_HEADED_HISTORY_NAMES = {"loss": "total_loss", "emotion_loss": "loss", "emotion_accuracy": "accuracy"}
+
+
 def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str):
     seed_everything(seed)
     num_classes = len(split.labels)
+    headed = cfg.train.intensity_weight > 0
     X, y = split.X_train, split.y_train
+    strong = strong_intensity(split, "train") if headed else None
     validation = (split.X_val, np.eye(num_classes, dtype=np.float32)[split.y_val])
+    if headed:
+        validation = (validation[0], {"emotion": validation[1], "intensity": strong_intensity(split, "val")[:, None]})
     if cfg.train.train_on_val:
         X, y = np.concatenate([X, split.X_val]), np.concatenate([y, split.y_val])
+        if headed:
+            strong = np.concatenate([strong, validation[1]["intensity"][:, 0]])
         validation = None
     model = build_model(X.shape[1:], num_classes, cfg.model)
     adapt_normalization(model, X)
+    trainee = with_intensity_head(model) if headed else model
     batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
-                               floor=-cfg.features.top_db,
+                               floor=-cfg.features.top_db, intensity=strong,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
     snapshots = WeightSnapshots(cfg.train.snapshot_epochs)
     callbacks = [EpochTimer(), snapshots]
@@ -343,13 +380,22 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
                                                            patience=cfg.train.lr_patience, min_lr=1e-5))
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
-    model.compile(optimizer=make_optimizer(cfg.train, learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    emotion_loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    if headed:
+        trainee.compile(optimizer=make_optimizer(cfg.train, learning_rate),
+                        loss={"emotion": emotion_loss, "intensity": keras.losses.BinaryCrossentropy()},
+                        loss_weights={"emotion": 1.0, "intensity": cfg.train.intensity_weight},
+                        metrics={"emotion": [accuracy]})
+    else:
+        trainee.compile(optimizer=make_optimizer(cfg.train, learning_rate), loss=emotion_loss, metrics=[accuracy])
     with fused_batchnorm(cfg.train.fused_batchnorm):
-        history = model.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
-                            callbacks=callbacks, verbose=verbose)
+        history = trainee.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
+                              callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
+    if headed:
+        frame = frame.rename(columns={prefix + old: prefix + new for old, new in _HEADED_HISTORY_NAMES.items()
+                                      for prefix in ("", "val_")})
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     # Keras' own choice (NaN losses included), not a recomputation of it
     kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
