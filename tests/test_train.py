@@ -296,6 +296,9 @@ def test_strong_intensity_follows_each_part_in_the_order_of_its_arrays(split_wit
         # the intensity code is the 4th field of the RAVDESS name
         np.testing.assert_array_equal(strong, [float(c.split("-")[3] == "02") for c in rows["clip_id"]])
         assert 0 < strong.mean() < 1
+    split.manifest.loc[split.manifest.index[0], "intensity"] = "2"
+    with pytest.raises(ValueError, match=r"manifest.csv gives intensities \['2'\]"):
+        strong_intensity(split, split.manifest["split"].iloc[0])
 
 
 def test_batches_mix_the_intensity_target_as_they_mix_the_emotion(rng):
@@ -326,14 +329,17 @@ def test_intensity_head_trains_the_model_and_is_not_saved_with_it(split_with_int
 
     cfg, split = split_with_intensities
     cfg.train.epochs, cfg.train.ensemble, cfg.train.train_on_val = 2, 1, train_on_val
+    cfg.model.l2 = 0.0  # so the validation total is the two losses alone
     plain, _ = fit(cfg, split, verbose=0)
-    cfg.train.intensity_weight = 1.0
+    cfg.train.intensity_weight = 0.5
     model, history = fit(cfg, split, verbose=0)
-    assert {"accuracy", "loss", "intensity_loss", "total_loss"} <= set(history.columns)
+    for prefix in ("",) if train_on_val else ("", "val_"):
+        assert {f"{prefix}{name}" for name in ("accuracy", "loss", "intensity_loss", "total_loss")} <= set(history)
     if not train_on_val:
-        assert {"val_accuracy", "val_loss", "val_intensity_loss", "val_total_loss"} <= set(history.columns)
-    # the emotion loss and the weighted intensity loss add up to the total (the L2 term aside)
-    assert (history["total_loss"] > history["loss"] + 0.5 * history["intensity_loss"]).all()
+        # one unweighted batch: the total is exactly the emotion loss plus the weighted intensity loss
+        # (training's running means weight batches and class weights otherwise)
+        np.testing.assert_allclose(history["val_total_loss"],
+                                   history["val_loss"] + 0.5 * history["val_intensity_loss"], rtol=1e-5)
     assert "intensity" not in [layer.name for layer in model.layers]
     x = split.X_test[:6]
     assert model.predict(x, verbose=0).shape == (6, len(split.labels))
@@ -342,6 +348,28 @@ def test_intensity_head_trains_the_model_and_is_not_saved_with_it(split_with_int
     model.save(tmp_path / "headless.keras")
     loaded = keras.models.load_model(tmp_path / "headless.keras", safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_with_an_intensity_head_the_emotion_loss_chooses_the_epoch_and_the_plateaus(split_with_intensities,
+                                                                                   monkeypatch):
+    import keras
+
+    cfg, split = split_with_intensities
+    cfg.train.epochs, cfg.train.ensemble, cfg.train.intensity_weight = 4, 1, 2.0
+    cfg.train.train_on_val, cfg.train.restore_best, cfg.train.schedule = False, True, "plateau"
+    monitored = []
+    for name in ("EarlyStopping", "ReduceLROnPlateau"):
+        original = getattr(keras.callbacks, name)
+
+        def spy(*args, _original=original, **kwargs):
+            callback = _original(*args, **kwargs)
+            monitored.append(callback.monitor)
+            return callback
+
+        monkeypatch.setattr(keras.callbacks, name, spy)
+    _, history = fit(cfg, split, verbose=0)
+    assert monitored == ["val_emotion_loss", "val_emotion_loss"]
+    assert history.loc[history["kept"], "epoch"].item() == history.loc[history["val_loss"].idxmin(), "epoch"]
 
 
 def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():

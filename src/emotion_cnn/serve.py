@@ -54,8 +54,8 @@ def serving_app(*, model: str | Path, timeout: float = 60.0) -> Iterator[str]:
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                    break
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                        break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
                         log.seek(0)

@@ -330,14 +330,19 @@ def strong_intensity(split: Split, part: str) -> np.ndarray:
     """Shape ``(n,)``: 1.0 for each clip of ``split``'s ``part`` (train, val, test) acted with
     strong intensity, else 0.0, in the order of its ``X_<part>``."""
     rows = split.manifest[split.manifest["split"] == part].sort_values("index_in_split")
+    if unknown := set(rows["intensity"]) - {"normal", "strong"}:
+        raise ValueError(f"{split.directory}: manifest.csv gives intensities {sorted(map(str, unknown))}, "
+                         "not 'normal' or 'strong': prepare it again")
     if len(rows) != len(getattr(split, f"y_{part}")):
         raise ValueError(f"{split.directory}: manifest.csv lists {len(rows)} {part} clips, "
                          f"X_{part}.npy holds {len(getattr(split, f'y_{part}'))}: prepare it again")
     return (rows["intensity"] == "strong").to_numpy(np.float32)
 
 
-# with an intensity head Keras names each output's loss and metric by the output; history.csv
-# keeps the one-output names for the emotion, so the curves read the same either way
+# with an intensity head Keras names each output's loss and metric by the output (Keras >= 3.5);
+# history.csv keeps the one-output names for the emotion's, so the curves and the kept epoch read
+# alike. One difference: there `loss` is the emotion's cross-entropy alone, without the L2 term,
+# which only `total_loss` holds
 _HEADED_HISTORY_NAMES = {"loss": "total_loss", "emotion_loss": "loss", "emotion_accuracy": "accuracy"}
 
 
@@ -358,6 +363,8 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     model = build_model(X.shape[1:], num_classes, cfg.model)
     adapt_normalization(model, X)
     trainee = with_intensity_head(model) if headed else model
+    # the epoch kept and the plateau schedule follow the emotion's validation loss, never the head's
+    validation_loss = "val_emotion_loss" if headed else "val_loss"
     batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
                                floor=-cfg.features.top_db, intensity=strong,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
@@ -365,7 +372,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     callbacks = [EpochTimer(), snapshots]
     stopper = None
     if validation is not None and cfg.train.restore_best:
-        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.train.patience,
+        stopper = keras.callbacks.EarlyStopping(monitor=validation_loss, mode="min", patience=cfg.train.patience,
                                                 restore_best_weights=True)
         callbacks.append(stopper)
     if cfg.train.schedule == "cosine":
@@ -376,7 +383,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
             decay_steps=max(1, (cfg.train.epochs - cfg.train.warmup_epochs) * steps), alpha=0.01)
     else:
         learning_rate = cfg.train.learning_rate
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=validation_loss, mode="min", factor=0.5,
                                                            patience=cfg.train.lr_patience, min_lr=1e-5))
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
