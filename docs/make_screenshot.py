@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from emotion_cnn.serve import serving_app
+from emotion_cnn.serve import CHROMIUM_ARGS, serving_app, show_prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = "Actor_21/03-01-05-02-01-01-21"
@@ -27,16 +27,10 @@ def main() -> int:
         sys.exit(f"{data_dir / CLIP}.flac or .wav: not found (set RAVDESS_DIR)")
     chromium = shutil.which("chromium") or sys.exit("chromium not found: apt-get install chromium")
     with serving_app(model=ROOT / "emotion_cnn_model.keras") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_text("North-American English").wait_for(timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(clip))
-            page.get_by_text("Predicted emotion:").wait_for(timeout=60_000)
-            page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)  # the bar chart draws after the page settles
+            show_prediction(page, url, clip)
             tmp = OUT.with_suffix(".tmp.png")
             page.screenshot(path=str(tmp), full_page=True)
             tmp.replace(OUT)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from conftest import synth_signal
 
-from emotion_cnn.serve import APP, serving_app
+from emotion_cnn.serve import APP, CHROMIUM_ARGS, serving_app, show_prediction
 
 ARTIFACTS = Path(os.environ.get("EMOTION_CNN_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
@@ -112,16 +112,9 @@ def test_app_in_a_real_browser(tiny_model, real_data_dir, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with serving_app(model=tiny_model[0]) as url:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run"])
+            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=list(CHROMIUM_ARGS))
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_text("North-American English").wait_for(timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(clip))
-            page.get_by_text("Predicted emotion:").wait_for(timeout=60_000)
-            page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)  # spectrogram
-            page.wait_for_timeout(1000)  # let the bar chart finish drawing
+            show_prediction(page, url, clip)
             page.screenshot(path=str(ARTIFACTS / "app_prediction.png"), full_page=True)
             assert "Predicted emotion:" in page.content()
 

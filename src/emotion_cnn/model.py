@@ -126,4 +126,3 @@ def with_intensity_head(model: keras.Model) -> keras.Model:
     strong = layers.Dense(1, activation="sigmoid", name="intensity")(model.get_layer("emotion").input)
     return keras.Model(model.input, {"emotion": model.output, "intensity": strong},
                        name=f"{model.name}_with_intensity")
-

@@ -1,6 +1,6 @@
 """Serve the web app (``app.py``) with Streamlit: in the foreground for ``emotion-cnn app``, or
-in a child process for as long as a ``with`` block runs (the browser test, the README's
-screenshot)."""
+in a child process for as long as a ``with`` block runs, and drive it in a browser (the browser
+test, the README's screenshot)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 APP = Path(__file__).with_name("app.py")
+# headless Chromium on a machine without a screen or outside network: no sandbox as root, and no
+# background connections (on a closed network they are refused, many at a time)
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run")
 
 
 def streamlit_command(*, port: int, address: str = "127.0.0.1", model: str | Path | None = None,
@@ -72,3 +76,14 @@ def serving_app(*, model: str | Path, timeout: float = 60.0) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def show_prediction(page, url: str, clip: str | Path) -> None:
+    """Open the app at ``url`` in a Playwright ``page``, upload ``clip`` and wait until the
+    prediction, the spectrogram and the bar chart are drawn (60 s at most for each)."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text("North-American English").wait_for(timeout=60_000)  # the sidebar: the app is up
+    page.locator("input[type=file]").first.set_input_files(str(clip))
+    page.get_by_text("Predicted emotion:").wait_for(timeout=60_000)
+    page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)  # the spectrogram
+    page.wait_for_timeout(1000)  # the bar chart draws after the page settles

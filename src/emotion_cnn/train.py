@@ -287,8 +287,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
-    if not 0 <= cfg.train.intensity_weight <= 10:
-        raise ValueError(f"train.intensity_weight must be in [0, 10], not {cfg.train.intensity_weight}")
+    if cfg.train.intensity_weight < 0:
+        raise ValueError(f"train.intensity_weight must be 0 (off) or more, not {cfg.train.intensity_weight}")
     if cfg.train.intensity_weight and cfg.train.snapshot_epochs:
         raise ValueError("train.intensity_weight and train.snapshot_epochs do not go together: a "
                          "snapshot would hold the training-only intensity head's weights too")
@@ -351,14 +351,12 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     num_classes = len(split.labels)
     headed = cfg.train.intensity_weight > 0
     X, y = split.X_train, split.y_train
-    strong = strong_intensity(split, "train") if headed else None
-    validation = (split.X_val, np.eye(num_classes, dtype=np.float32)[split.y_val])
-    if headed:
-        validation = (validation[0], {"emotion": validation[1], "intensity": strong_intensity(split, "val")[:, None]})
+    strong, strong_val = (strong_intensity(split, "train"), strong_intensity(split, "val")) if headed else (None, None)
+    y_val = np.eye(num_classes, dtype=np.float32)[split.y_val]
+    validation = (split.X_val, {"emotion": y_val, "intensity": strong_val[:, None]} if headed else y_val)
     if cfg.train.train_on_val:
         X, y = np.concatenate([X, split.X_val]), np.concatenate([y, split.y_val])
-        if headed:
-            strong = np.concatenate([strong, validation[1]["intensity"][:, 0]])
+        strong = np.concatenate([strong, strong_val]) if headed else None
         validation = None
     model = build_model(X.shape[1:], num_classes, cfg.model)
     adapt_normalization(model, X)
