@@ -26,6 +26,21 @@ def test_outputs_are_probabilities(rng):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_block_dropout_drops_units_after_each_block_only_while_training(rng):
+    import keras
+
+    model = build_model((16, 40), 4, ModelConfig(filters=[4, 8], block_dropout=0.5, recurrent_units=0))
+    assert [layer.name for layer in model.layers if layer.name.endswith("_dropout")] == [
+        "block1_dropout", "block2_dropout"]
+    assert not any(layer.name.endswith("_dropout")
+                   for layer in build_model((16, 40), 4, ModelConfig(filters=[4, 8])).layers)
+    pooled = keras.Model(model.input, model.get_layer("block1_dropout").output)
+    X = rng.standard_normal((2, 16, 40)).astype("float32")
+    kept = np.asarray(pooled(X, training=True))
+    assert 0.3 < np.mean(kept == 0) - np.mean(np.asarray(pooled(X, training=False)) == 0) < 0.7
+    np.testing.assert_array_equal(model.predict(X, verbose=0), model.predict(X, verbose=0))
+
+
 def test_normalization_adapts_per_mel_band(rng):
     X = (rng.standard_normal((50, 16, 20)) * np.arange(1, 17)[None, :, None] + 5).astype("float32")
     model = build_model((16, 20), 3, ModelConfig(filters=[4]))
@@ -116,7 +131,8 @@ def test_unknown_pooling_is_refused():
 @pytest.mark.parametrize("options", [{"pooling": "attention"}, {"recurrent_units": 4},
                                      {"recurrent_units": 4, "recurrent_block": -2},
                                      {"recurrent_units": 4, "recurrent_layers": 2},
-                                     {"recurrent_units": 0}, {"pooling": "global"}])
+                                     {"recurrent_units": 0}, {"pooling": "global"},
+                                     {"block_dropout": 0.2}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras
 

@@ -143,6 +143,9 @@ class ModelConfig:
     # takes the speaker's (and the microphone's) long-term spectrum out of the input
     utterance_norm: bool = False
     dropout: float = 0.1  # round 6: 0.1 was +0.7 validation UA over 0.3; 0.5 was -7 (round 1)
+    # >0: dropout of this rate after every block's pooling, as in PANNs' CNN14 (0.2 there), so
+    # later blocks cannot lean on single units of the maps before; 0: off
+    block_dropout: float = 0.0
     l2: float = 1e-4
 
 

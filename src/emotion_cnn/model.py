@@ -19,7 +19,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                 config: ModelConfig | None = None) -> keras.Model:
     """A 2-D CNN over a log-mel spectrogram.
 
-    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling.
+    Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling
+    (and dropout with ``block_dropout``).
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), by a learned attention-weighted mean and the max
@@ -36,7 +37,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     input_shape : (n_mels, n_frames)
     num_classes : int
     config : ModelConfig, optional
-        Filters per block, convs per block, pooling, the GRU, dropout and L2 weight decay.
+        Filters per block, convs per block, pooling, the GRU, dropout (before the classifier and
+        after each block) and L2 weight decay.
 
     Returns
     -------
@@ -65,6 +67,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        if config.block_dropout:
+            x = layers.Dropout(config.block_dropout, name=f"block{block}_dropout")(x)
         block_maps.append(x)  # (batch, mel rows, frames, channels)
     frames = x.shape[2]
     if config.pooling == "time":
