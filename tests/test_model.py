@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emotion_cnn.config import ModelConfig
-from emotion_cnn.model import adapt_normalization, build_model
+from emotion_cnn.model import adapt_normalization, build_model, recalibrate_batch_norm
 
 
 def test_build_model_shapes_and_stock_layers():
@@ -39,6 +39,28 @@ def test_block_dropout_drops_units_after_each_block_only_while_training(rng):
     kept = np.asarray(pooled(X, training=True))
     assert 0.3 < np.mean(kept == 0) - np.mean(np.asarray(pooled(X, training=False)) == 0) < 0.7
     np.testing.assert_array_equal(model.predict(X, verbose=0), model.predict(X, verbose=0))
+
+
+def test_recalibrated_batch_norm_holds_the_statistics_of_its_input_over_the_clips(rng, tmp_path):
+    import keras
+
+    model = build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_units=4))
+    X = (rng.standard_normal((70, 16, 40)) * 3 + 1).astype("float32")
+    adapt_normalization(model, X)
+    before = model.predict(X[:5], verbose=0)
+    recalibrate_batch_norm(model, X, batch_size=32)  # 70 clips: the last batch is short
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 2
+    for layer in norms:
+        # each layer's input as the model computes it at inference, the layers before recalibrated
+        inputs = np.asarray(keras.Model(model.input, layer.input).predict(X, verbose=0), np.float64)
+        inputs = inputs.reshape(-1, inputs.shape[-1])
+        np.testing.assert_allclose(np.asarray(layer.moving_mean), inputs.mean(axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(layer.moving_variance), inputs.var(axis=0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(model.predict(X[:5], verbose=0), before)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(X[:5], verbose=0), model.predict(X[:5], verbose=0), atol=1e-6)
 
 
 def test_normalization_adapts_per_mel_band(rng):

@@ -279,6 +279,25 @@ def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthe
     np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
 
 
+def test_snapshots_of_a_model_with_an_intensity_head_hold_the_emotion_model_alone(split_with_intensities, tmp_path):
+    import keras
+
+    cfg, split = split_with_intensities
+    cfg.train.epochs, cfg.train.ensemble, cfg.train.intensity_weight = 3, 1, 0.5
+    cfg.train.snapshot_epochs = [1]
+    model, _ = fit(cfg, split, verbose=0)
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert len(members) == 2
+    for member in members:
+        assert member.output_shape == (None, len(split.labels))
+        assert "intensity" not in [layer.name for layer in member.layers]
+    x = split.X_test[:4]
+    assert not np.allclose(members[0].predict(x, verbose=0), members[1].predict(x, verbose=0))
+    model.save(tmp_path / "snapshots.keras")
+    loaded = keras.models.load_model(tmp_path / "snapshots.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture
 def split_with_intensities(tmp_path, rng):
     """A prepared split whose clips come at both intensities (neutral only at normal)."""
@@ -332,9 +351,13 @@ def test_intensity_head_trains_the_model_and_is_not_saved_with_it(split_with_int
     cfg.model.l2 = 0.0  # so the validation total is the two losses alone
     plain, _ = fit(cfg, split, verbose=0)
     cfg.train.intensity_weight = 0.5
-    model, history = fit(cfg, split, verbose=0)
+    model, history = fit(cfg, split, run_dir=tmp_path, verbose=0)
+    live = pd.read_csv(tmp_path / "history.csv")  # as CSVLogger wrote it while training
     for prefix in ("",) if train_on_val else ("", "val_"):
-        assert {f"{prefix}{name}" for name in ("accuracy", "loss", "intensity_loss", "total_loss")} <= set(history)
+        names = {f"{prefix}{name}" for name in ("accuracy", "loss", "intensity_loss", "total_loss")}
+        assert names <= set(history) and names <= set(live)
+        assert f"{prefix}emotion_loss" not in live
+    np.testing.assert_allclose(live["loss"], history["loss"], rtol=1e-5)
     if not train_on_val:
         # one unweighted batch: the total is exactly the emotion loss plus the weighted intensity loss
         # (training's running means weight batches and class weights otherwise)
@@ -368,8 +391,21 @@ def test_with_an_intensity_head_the_emotion_loss_chooses_the_epoch_and_the_plate
 
         monkeypatch.setattr(keras.callbacks, name, spy)
     _, history = fit(cfg, split, verbose=0)
-    assert monitored == ["val_emotion_loss", "val_emotion_loss"]
+    # val_loss is the emotion's alone once HeadedHistoryNames has renamed the logs
+    assert monitored == ["val_loss", "val_loss"]
+    assert "val_emotion_loss" not in history and "val_total_loss" in history
     assert history.loc[history["kept"], "epoch"].item() == history.loc[history["val_loss"].idxmin(), "epoch"]
+
+
+def test_precise_bn_recalibrates_every_model_on_the_clean_training_clips(synthetic_dataset, monkeypatch):
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "snapshot_epochs": [1], "precise_bn": True})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    calls = []
+    monkeypatch.setattr(train_module, "recalibrate_batch_norm", lambda model, X: calls.append((model, X)))
+    model, _ = fit(cfg, split, verbose=0)
+    assert len(calls) == 2 * cfg.train.ensemble  # a snapshot and the last epoch, in every member
+    for _, X in calls:  # training on the validation actors too, unaugmented
+        np.testing.assert_array_equal(X, np.concatenate([split.X_train, split.X_val]))
 
 
 def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
@@ -396,8 +432,6 @@ def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
                                               ({"ema_momentum": 1.0}, "train.ema_momentum"),
                                               ({"weight_decay": -0.1}, "train.weight_decay"),
                                               ({"intensity_weight": -0.5}, "train.intensity_weight"),
-                                              ({"epochs": 3, "intensity_weight": 0.5, "snapshot_epochs": [1]},
-                                               "do not go together"),
                                               ({"ema_momentum": 0.99, "train_on_val": False, "restore_best": True},
                                                "restore_best=false"),
                                               ({"restore_best": True}, "train.train_on_val"),

@@ -186,6 +186,9 @@ class TrainConfig:
     # >0: the saved weights are a moving average over training steps (of the trainable weights:
     # batch-norm statistics and the per-epoch validation scores are those of the raw weights)
     ema_momentum: float = 0.0
+    # True: after training, every batch-norm layer's moving statistics are recomputed on the clean
+    # training clips (model.recalibrate_batch_norm), not left as averages over augmented batches
+    precise_bn: bool = False
     # TensorFlow only: batch norm trains through TensorFlow's fused kernel (emotion_cnn.fused_batchnorm),
     # same maths in one pass, about 30 % off an epoch on the CPU; other rounding, so weights differ
     # from Keras' own path. Round 26 (fresh seeds, both arms): singles 65.6 against 66.1, the

@@ -116,6 +116,30 @@ def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
     model.get_layer("normalize").adapt(np.asarray(X_train, dtype=np.float32)[..., None])
 
 
+def recalibrate_batch_norm(model: keras.Model, X: np.ndarray, *, batch_size: int = 64) -> None:
+    """Set every batch-norm layer's moving mean and variance to the statistics of its input over
+    the clean clips ``X`` ``(n, n_mels, n_frames)``, layer by layer in order, each with the ones
+    before already set ("precise BN", Wu and Johnson 2021). Training leaves moving averages of
+    augmented batches (masked, shifted, mixed up), whose statistics differ from the clean
+    clips the model then predicts."""
+    for layer in model.layers:
+        if not isinstance(layer, layers.BatchNormalization):
+            continue
+        probe = keras.Model(model.input, layer.input)
+        total = total_squares = 0.0
+        count = 0
+        for start in range(0, len(X), batch_size):
+            batch = np.asarray(probe(np.asarray(X[start:start + batch_size], np.float32), training=False),
+                               dtype=np.float64)
+            batch = batch.reshape(-1, batch.shape[-1])  # channels last
+            total = total + batch.sum(axis=0)
+            total_squares = total_squares + np.square(batch).sum(axis=0)
+            count += len(batch)
+        mean = total / count
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(np.maximum(total_squares / count - np.square(mean), 0.0).astype(np.float32))
+
+
 def with_intensity_head(model: keras.Model) -> keras.Model:
     """A training-only twin of ``model`` with a second output: the same layers and weights,
     plus one sigmoid unit that reads what the emotion layer reads (the pooled features after

@@ -25,7 +25,7 @@ from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
 from emotion_cnn.fused_batchnorm import fused_batchnorm
 from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
-from emotion_cnn.model import adapt_normalization, build_model, with_intensity_head
+from emotion_cnn.model import adapt_normalization, build_model, recalibrate_batch_norm, with_intensity_head
 
 
 @dataclass
@@ -229,17 +229,20 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class WeightSnapshots(keras.callbacks.Callback):
-    """Keeps the weights (batch-norm statistics and the adapted normalisation included) at the
-    end of the given 1-based epochs; :meth:`models` turns them into models like the trained one."""
+    """Keeps ``model``'s weights (batch-norm statistics and the adapted normalisation included)
+    at the end of the given 1-based epochs; :meth:`models` turns them into models like it.
+    ``model`` may be a part of the model being fitted (the emotion model inside its twin with an
+    intensity head), so a snapshot never holds training-only layers."""
 
-    def __init__(self, epochs: list[int]):
+    def __init__(self, epochs: list[int], model: keras.Model):
         super().__init__()
         self.epochs = set(epochs)
+        self.source = model
         self.weights: dict[int, list[np.ndarray]] = {}
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 in self.epochs:
-            self.weights[epoch + 1] = self.model.get_weights()
+            self.weights[epoch + 1] = self.source.get_weights()
 
     def models(self, model: keras.Model) -> list[keras.Model]:
         snapshots = []
@@ -289,9 +292,6 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
     if cfg.train.intensity_weight < 0:
         raise ValueError(f"train.intensity_weight must be 0 (off) or more, not {cfg.train.intensity_weight}")
-    if cfg.train.intensity_weight and cfg.train.snapshot_epochs:
-        raise ValueError("train.intensity_weight and train.snapshot_epochs do not go together: a "
-                         "snapshot would hold the training-only intensity head's weights too")
     if not 0 <= cfg.train.weight_decay < 1:
         raise ValueError(f"train.weight_decay must be in [0, 1), not {cfg.train.weight_decay}")
     if not 0 <= cfg.train.ema_momentum < 1:
@@ -339,11 +339,21 @@ def strong_intensity(split: Split, part: str) -> np.ndarray:
     return (rows["intensity"] == "strong").to_numpy(np.float32)
 
 
-# with an intensity head Keras names each output's loss and metric by the output (Keras >= 3.5);
-# history.csv keeps the one-output names for the emotion's, so the curves and the kept epoch read
-# alike. One difference: there `loss` is the emotion's cross-entropy alone, without the L2 term,
-# which only `total_loss` holds
-_HEADED_HISTORY_NAMES = {"loss": "total_loss", "emotion_loss": "loss", "emotion_accuracy": "accuracy"}
+class HeadedHistoryNames(keras.callbacks.Callback):
+    """With an intensity head Keras names each output's loss and metric by the output (Keras >=
+    3.5); this renames them, in each epoch's logs, to the one-output names for the emotion's, so
+    history.csv (live and final), the curves, the kept epoch and the plateau schedule all read
+    the emotion alike. One difference: there ``loss`` is the emotion's cross-entropy alone,
+    without the L2 term, which only ``total_loss`` holds. Must come before the callbacks that
+    read the logs."""
+
+    NAMES = {"loss": "total_loss", "emotion_loss": "loss", "emotion_accuracy": "accuracy"}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            renamed = {prefix + new: logs.pop(prefix + old) for old, new in self.NAMES.items()
+                       for prefix in ("", "val_") if prefix + old in logs}
+            logs.update(renamed)
 
 
 def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str):
@@ -361,16 +371,16 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     model = build_model(X.shape[1:], num_classes, cfg.model)
     adapt_normalization(model, X)
     trainee = with_intensity_head(model) if headed else model
-    # the epoch kept and the plateau schedule follow the emotion's validation loss, never the head's
-    validation_loss = "val_emotion_loss" if headed else "val_loss"
     batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
                                floor=-cfg.features.top_db, intensity=strong,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
-    snapshots = WeightSnapshots(cfg.train.snapshot_epochs)
-    callbacks = [EpochTimer(), snapshots]
+    snapshots = WeightSnapshots(cfg.train.snapshot_epochs, model)
+    # with the head, val_loss is the emotion's alone from here on: the kept epoch and the plateau
+    # schedule follow it, never the head's
+    callbacks = [EpochTimer(), *([HeadedHistoryNames()] if headed else []), snapshots]
     stopper = None
     if validation is not None and cfg.train.restore_best:
-        stopper = keras.callbacks.EarlyStopping(monitor=validation_loss, mode="min", patience=cfg.train.patience,
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.patience,
                                                 restore_best_weights=True)
         callbacks.append(stopper)
     if cfg.train.schedule == "cosine":
@@ -381,7 +391,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
             decay_steps=max(1, (cfg.train.epochs - cfg.train.warmup_epochs) * steps), alpha=0.01)
     else:
         learning_rate = cfg.train.learning_rate
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=validation_loss, mode="min", factor=0.5,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", factor=0.5,
                                                            patience=cfg.train.lr_patience, min_lr=1e-5))
     if log is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
@@ -398,14 +408,15 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         history = trainee.fit(batches, validation_data=validation, epochs=cfg.train.epochs,
                               callbacks=callbacks, verbose=verbose)
     frame = pd.DataFrame(history.history)
-    if headed:
-        frame = frame.rename(columns={prefix + old: prefix + new for old, new in _HEADED_HISTORY_NAMES.items()
-                                      for prefix in ("", "val_")})
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     # Keras' own choice (NaN losses included), not a recomputation of it
     kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
     frame["kept"] = np.arange(len(frame)) == kept
-    return snapshots.models(model) + [model], frame
+    models = snapshots.models(model) + [model]
+    if cfg.train.precise_bn:
+        for trained in models:
+            recalibrate_batch_norm(trained, X)
+    return models, frame
 
 
 def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
