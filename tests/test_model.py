@@ -63,6 +63,24 @@ def test_recalibrated_batch_norm_holds_the_statistics_of_its_input_over_the_clip
     np.testing.assert_allclose(again.predict(X[:5], verbose=0), model.predict(X[:5], verbose=0), atol=1e-6)
 
 
+def test_residual_blocks_add_each_blocks_input_before_its_last_relu(rng):
+    import keras
+
+    model = build_model((16, 40), 4, ModelConfig(filters=[4, 4], convs_per_block=2, residual=True,
+                                                 recurrent_units=0))
+    # block 1 goes from 1 channel to 4 through a 1x1 conv; block 2 keeps 4, so its input adds as it is
+    assert [layer.name for layer in model.layers if "shortcut" in layer.name] == [
+        "block1_shortcut", "block1_shortcut_bn"]
+    X = rng.standard_normal((3, 16, 40)).astype("float32")
+    add = model.get_layer("block2_add")
+    block_input, last_bn = (keras.Model(model.input, tensor).predict(X, verbose=0)
+                            for tensor in (model.get_layer("block1_pool").output, model.get_layer("block2_bn2").output))
+    np.testing.assert_allclose(keras.Model(model.input, add.output).predict(X, verbose=0),
+                               block_input + last_bn, rtol=1e-5, atol=1e-6)
+    plain = build_model((16, 40), 4, ModelConfig(filters=[4, 4], convs_per_block=2, recurrent_units=0))
+    assert not any(layer.name.endswith("_add") for layer in plain.layers)
+
+
 def test_normalization_adapts_per_mel_band(rng):
     X = (rng.standard_normal((50, 16, 20)) * np.arange(1, 17)[None, :, None] + 5).astype("float32")
     model = build_model((16, 20), 3, ModelConfig(filters=[4]))
@@ -154,7 +172,8 @@ def test_unknown_pooling_is_refused():
                                      {"recurrent_units": 4, "recurrent_block": -2},
                                      {"recurrent_units": 4, "recurrent_layers": 2},
                                      {"recurrent_units": 0}, {"pooling": "global"},
-                                     {"block_dropout": 0.2}])
+                                     {"block_dropout": 0.2},
+                                     {"convs_per_block": 2, "residual": True}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras
 

@@ -20,7 +20,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     """A 2-D CNN over a log-mel spectrogram.
 
     Each block is ``convs_per_block`` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling
-    (and dropout with ``block_dropout``).
+    (and dropout with ``block_dropout``); with ``residual`` the block's input is added before
+    its last ReLU.
     The last block's map is pooled by both mean and max over time only
     (``pooling="time"``), so the classifier still knows in which frequency band the energy
     lies (pitch height matters for emotion), by a learned attention-weighted mean and the max
@@ -61,10 +62,19 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                          f"-{len(config.filters)} (the first), not {config.recurrent_block}")
     block_maps = []
     for block, filters in enumerate(config.filters, start=1):
+        block_input = x
         for conv in range(1, config.convs_per_block + 1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,
                               name=f"block{block}_conv{conv}")(x)
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            if config.residual and conv == config.convs_per_block:
+                # the block's input joins before the last ReLU, through a 1x1 conv where the
+                # channel count changes (He et al. 2016)
+                if block_input.shape[-1] != filters:
+                    block_input = layers.BatchNormalization(name=f"block{block}_shortcut_bn")(
+                        layers.Conv2D(filters, 1, use_bias=False, kernel_regularizer=l2,
+                                      name=f"block{block}_shortcut")(block_input))
+                x = layers.Add(name=f"block{block}_add")([x, block_input])
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         if config.block_dropout:
