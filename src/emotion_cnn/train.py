@@ -111,6 +111,30 @@ def warp(x: np.ndarray, factor: float, *, axis: int, anchor: float, floor: float
     return np.where(inside.reshape(shape), out, np.asarray(floor, x.dtype))
 
 
+def augment_clip(x: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, *, floor: float) -> np.ndarray:
+    """One clip ``(n_mels, n_frames)`` with ``cfg``'s tempo and mel-axis warps, circular time
+    shift and SpecAugment-style masks (filled with ``floor``), drawn from ``rng``: a new array."""
+    x = x.copy()
+    n_mels, n_frames = x.shape
+    if cfg.time_stretch:
+        factor = 1 + rng.uniform(-cfg.time_stretch, cfg.time_stretch)
+        x = warp(x, factor, axis=1, anchor=(n_frames - 1) / 2, floor=floor)
+    if cfg.freq_warp:
+        factor = 1 + rng.uniform(-cfg.freq_warp, cfg.freq_warp)
+        x = warp(x, factor, axis=0, anchor=0.0, floor=floor)
+    if cfg.max_shift:
+        x = np.roll(x, rng.integers(-cfg.max_shift, cfg.max_shift + 1), axis=1)
+    for _ in range(cfg.time_masks):
+        width = rng.integers(0, cfg.time_mask_width + 1)
+        start = rng.integers(0, max(1, n_frames - width))
+        x[:, start:start + width] = floor
+    for _ in range(cfg.freq_masks):
+        width = rng.integers(0, cfg.freq_mask_width + 1)
+        start = rng.integers(0, max(1, n_mels - width))
+        x[start:start + width, :] = floor
+    return x
+
+
 class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled training batches with tempo and mel-axis warps, SpecAugment-style masks,
     time shifts and mixup.
@@ -184,24 +208,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         y = self.onehot[idx].copy()
         w = self.sample_weight[idx].copy()
         cfg = self.cfg
-        n_mels, n_frames = x.shape[1:]
         for i in range(len(x)):
-            if cfg.time_stretch:
-                factor = 1 + rng.uniform(-cfg.time_stretch, cfg.time_stretch)
-                x[i] = warp(x[i], factor, axis=1, anchor=(n_frames - 1) / 2, floor=self.floor)
-            if cfg.freq_warp:
-                factor = 1 + rng.uniform(-cfg.freq_warp, cfg.freq_warp)
-                x[i] = warp(x[i], factor, axis=0, anchor=0.0, floor=self.floor)
-            if cfg.max_shift:
-                x[i] = np.roll(x[i], rng.integers(-cfg.max_shift, cfg.max_shift + 1), axis=1)
-            for _ in range(cfg.time_masks):
-                width = rng.integers(0, cfg.time_mask_width + 1)
-                start = rng.integers(0, max(1, n_frames - width))
-                x[i, :, start:start + width] = self.floor
-            for _ in range(cfg.freq_masks):
-                width = rng.integers(0, cfg.freq_mask_width + 1)
-                start = rng.integers(0, max(1, n_mels - width))
-                x[i, start:start + width, :] = self.floor
+            x[i] = augment_clip(x[i], rng, cfg, floor=self.floor)
         strong = None if self.intensity is None else self.intensity[idx]
         if cfg.mixup_alpha > 0 and len(x) > 1:
             lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=len(x)).astype(np.float32)

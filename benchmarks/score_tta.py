@@ -1,0 +1,74 @@
+"""Score saved fold models with test-time augmentation: each clip's class probabilities averaged
+over several copies of it, augmented as training augments (time shift, masks; no mixup).
+
+    python benchmarks/score_tta.py .device/features-hop20.npz MODELS_DIR OUT.csv [--copies 8]
+
+``MODELS_DIR`` holds ``fold<N>.keras`` from ``search.py --models DIR`` (one experiment's
+folder); each fold model is scored on that fold's validation actors, plain and with TTA, and the
+TTA predictions go to ``OUT.csv`` in ``search.py --predictions``'s format (for
+``score_ensemble.py``). The same trained weights both ways, so the comparison is paired.
+Round 33, ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emotion_cnn.config import Config
+from emotion_cnn.cv import fold_split, load_exported
+from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
+from emotion_cnn.train import augment_clip
+
+
+def tta_probabilities(model, X: np.ndarray, *, cfg: Config, copies: int, seed: int) -> np.ndarray:
+    """Mean class probabilities ``(n, n_classes)`` over ``copies`` augmented copies of each clip
+    of ``X`` ``(n, n_mels, n_frames)``, the copies drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(copies):
+        augmented = np.stack([augment_clip(x, rng, cfg.train, floor=-cfg.features.top_db) for x in X])
+        total = total + predict_probabilities(model, augmented)
+    return total / copies
+
+
+def main() -> int:
+    import keras
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("features")
+    parser.add_argument("models_dir")
+    parser.add_argument("out")
+    parser.add_argument("--copies", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    cfg = Config()
+    X, meta, _ = load_exported(args.features, cfg)
+    frames = []
+    for path in sorted(Path(args.models_dir).glob("fold*.keras")):
+        fold = int(re.fullmatch(r"fold(\d)\.keras", path.name).group(1))
+        cfg.split.protocol, cfg.split.fold = "emobox", fold
+        split = fold_split(X, meta, cfg, name=f"emobox-fold{fold}")
+        part = split.manifest[split.manifest["split"] == "val"].sort_values("index_in_split")
+        model = keras.models.load_model(path, safe_mode=True)
+        plain = evaluate_predictions(predict_probabilities(model, split.X_val), split.y_val, split.labels, part)
+        tta = evaluate_predictions(tta_probabilities(model, split.X_val, cfg=cfg, copies=args.copies,
+                                                     seed=args.seed + fold),
+                                   split.y_val, split.labels, part)
+        print(f"fold {fold}: UA plain {100 * plain.metrics['ua']:.1f}, TTA x{args.copies} "
+              f"{100 * tta.metrics['ua']:.1f}", flush=True)
+        frames.append(tta.predictions.assign(fold=fold))
+    if not frames:
+        print(f"{args.models_dir}: no fold<N>.keras models", file=sys.stderr)
+        return 1
+    pd.concat(frames, ignore_index=True).to_csv(args.out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
