@@ -6,7 +6,8 @@ over several copies of it, augmented as training augments (time shift, masks; no
 ``MODELS_DIR`` holds ``fold<N>.keras`` from ``search.py --models DIR`` (one experiment's
 folder); each fold model is scored on that fold's validation actors, plain and with TTA, and the
 TTA predictions go to ``OUT.csv`` in ``search.py --predictions``'s format (for
-``score_ensemble.py``). The same trained weights both ways, so the comparison is paired.
+``score_ensemble.py``). The same trained weights both ways, so the comparison is paired. The
+augmentation and the folds' actors are the default config's: for models trained with it.
 Round 33, ``benchmarks/README.md``.
 """
 

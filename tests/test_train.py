@@ -380,20 +380,29 @@ def test_with_an_intensity_head_the_emotion_loss_chooses_the_epoch_and_the_plate
     cfg, split = split_with_intensities
     cfg.train.epochs, cfg.train.ensemble, cfg.train.intensity_weight = 4, 1, 2.0
     cfg.train.train_on_val, cfg.train.restore_best, cfg.train.schedule = False, True, "plateau"
-    monitored = []
+    seen = {}  # what each callback read under the name it monitors, epoch by epoch
     for name in ("EarlyStopping", "ReduceLROnPlateau"):
         original = getattr(keras.callbacks, name)
 
-        def spy(*args, _original=original, **kwargs):
+        def spy(*args, _original=original, _name=name, **kwargs):
             callback = _original(*args, **kwargs)
-            monitored.append(callback.monitor)
+            on_epoch_end = callback.on_epoch_end
+
+            def recording(epoch, logs=None):
+                seen.setdefault(_name, []).append(logs[callback.monitor])
+                return on_epoch_end(epoch, logs)
+
+            callback.on_epoch_end = recording
             return callback
 
         monkeypatch.setattr(keras.callbacks, name, spy)
     _, history = fit(cfg, split, verbose=0)
-    # val_loss is the emotion's alone once HeadedHistoryNames has renamed the logs
-    assert monitored == ["val_loss", "val_loss"]
     assert "val_emotion_loss" not in history and "val_total_loss" in history
+    # both read the emotion's validation loss, not the total with the head's
+    for values in seen.values():
+        np.testing.assert_allclose(values, history["val_loss"], rtol=1e-6)
+        assert not np.allclose(values, history["val_total_loss"])
+    assert set(seen) == {"EarlyStopping", "ReduceLROnPlateau"}
     assert history.loc[history["kept"], "epoch"].item() == history.loc[history["val_loss"].idxmin(), "epoch"]
 
 

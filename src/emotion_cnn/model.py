@@ -133,8 +133,15 @@ def recalibrate_batch_norm(model: keras.Model, X: np.ndarray, *, batch_size: int
     augmented batches (masked, shifted, mixed up), whose statistics differ from the clean
     clips the model then predicts."""
     for layer in model.layers:
+        if isinstance(layer, keras.Model) and any(isinstance(inner, (layers.BatchNormalization, keras.Model))
+                                                  for inner in layer.layers):
+            raise ValueError(f"recalibrate_batch_norm: {model.name} holds {layer.name}, a nested model "
+                             "with batch norm (an ensemble?): recalibrate each member before joining them")
         if not isinstance(layer, layers.BatchNormalization):
             continue
+        if layer.axis not in (-1, len(layer.input.shape) - 1):
+            raise ValueError(f"recalibrate_batch_norm: {layer.name} normalises axis {layer.axis}, "
+                             "not the last (channels) axis")
         probe = keras.Model(model.input, layer.input)
         total = total_squares = 0.0
         count = 0
