@@ -8,7 +8,8 @@ cross-validation scored on each fold's validation actors; experiments run in par
 processes. An experiment may also set ``train_actors: N`` (train on N of each fold's 16
 training actors: a learning curve), ``speaker_norm: true`` (features shifted per actor by
 :func:`normalise_per_speaker`), ``pcen: true`` (the log-mel turned into PCEN by
-:func:`pcen_from_log_mel`) or ``manifest: PATH`` (score the exact split ``prepare``
+:func:`pcen_from_log_mel`), ``pitch: PATH`` (an ``export_pitch.py`` file's pitch contour as two
+more input rows, :func:`with_pitch_rows`) or ``manifest: PATH`` (score the exact split ``prepare``
 wrote, on its test clips: the leak table). Results are appended to
 ``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 With ``--folds`` naming some of the 6 folds (a run split over processes), each row is marked
@@ -109,6 +110,21 @@ def pcen_from_log_mel(X: np.ndarray, *, sr: int, hop_length: int, top_db: float,
     return (pcen(energy) * 10.0 - top_db).astype(np.float32)
 
 
+def with_pitch_rows(X: np.ndarray, meta: pd.DataFrame, pitch_path: str, *, floor: float) -> np.ndarray:
+    """``X`` ``(n, n_mels, n_frames)`` with two rows before the lowest mel band: the pitch
+    (``floor`` + 20 + semitones re 100 Hz) and the voiced flag (0 voiced, ``floor`` unvoiced),
+    both at ``floor`` where a frame is unvoiced, so that a frequency mask over them reads as
+    "no voice", as it reads as silence over the mel bands. Returns ``(n, n_mels + 2, n_frames)``."""
+    with np.load(pitch_path) as export:
+        pitch, clip_ids = export["pitch"], export["clip_id"]
+    if list(clip_ids) != list(meta["clip_id"]) or pitch.shape[2] != X.shape[2]:
+        raise ValueError(f"{pitch_path}: not the clips or frames of the feature export; run "
+                         "export_pitch.py on it again")
+    semitones, voiced = pitch[:, 0], pitch[:, 1] > 0.5
+    rows = np.stack([np.where(voiced, floor + 20 + semitones, floor), np.where(voiced, 0.0, floor)], axis=1)
+    return np.concatenate([rows.astype(X.dtype), X], axis=1)
+
+
 def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
     """Train and test on the exact split ``prepare`` wrote (its manifest.csv), features
     looked up by sample hash: used for the leak table (random splits, doubled data)."""
@@ -173,6 +189,7 @@ def run_one(args):
     train_actors = settings.pop("train_actors", None)
     speaker_norm = settings.pop("speaker_norm", False)
     use_pcen = settings.pop("pcen", False)
+    pitch = settings.pop("pitch", None)
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
@@ -185,6 +202,8 @@ def run_one(args):
     if use_pcen:
         f = cfg.features
         X = pcen_from_log_mel(X, sr=f.sr, hop_length=f.hop_length, top_db=f.top_db)
+    if pitch:
+        X = with_pitch_rows(X, meta, pitch, floor=-cfg.features.top_db)
     if evaluate_on == "val":
         cfg.train.train_on_val = False  # the validation actors are scored, so never trained on
     started = time.time()

@@ -177,3 +177,22 @@ def test_a_run_over_some_folds_logs_a_row_marked_partial(search):
     whole = {**half, "folds": [{"fold": f, "ua": 60.0} for f in range(1, 7)]}
     assert "partial" not in search.log_record(whole, round_tag="", folds=[1, 2, 3, 4, 5, 6])
     assert "round" not in search.log_record(whole, round_tag="", folds=None)
+
+
+def test_pitch_rows_sit_before_the_mel_bands_and_read_as_floor_where_unvoiced(search, tmp_path, rng):
+    X = rng.uniform(-80, 0, (3, 5, 7)).astype(np.float32)
+    meta = pd.DataFrame({"clip_id": ["a", "b", "c"]})
+    pitch = np.zeros((3, 2, 7), np.float32)
+    pitch[:, 0] = 12.0  # 200 Hz
+    pitch[1, 1, 2:5] = 1.0  # clip b voiced in frames 2-4 only
+    np.savez(tmp_path / "pitch.npz", pitch=pitch, clip_id=np.array(["a", "b", "c"]))
+    out = search.with_pitch_rows(X, meta, str(tmp_path / "pitch.npz"), floor=-80.0)
+    assert out.shape == (3, 7, 7) and out.dtype == X.dtype
+    np.testing.assert_array_equal(out[:, 2:], X)
+    np.testing.assert_array_equal(out[1, 0, 2:5], -80 + 20 + 12)
+    np.testing.assert_array_equal(out[1, 1, 2:5], 0.0)
+    unvoiced = np.ones((3, 7), bool)
+    unvoiced[1, 2:5] = False
+    assert (out[:, :2][np.broadcast_to(unvoiced[:, None], (3, 2, 7))] == -80).all()
+    with pytest.raises(ValueError, match="not the clips or frames"):
+        search.with_pitch_rows(X, meta.iloc[::-1].reset_index(drop=True), str(tmp_path / "pitch.npz"), floor=-80.0)
