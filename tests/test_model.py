@@ -84,6 +84,24 @@ def test_residual_blocks_add_each_blocks_input_before_its_last_relu(rng):
     assert not any(layer.name.endswith("_add") for layer in plain.layers)
 
 
+def test_pitch_rows_are_read_by_their_own_branch_and_the_rest_by_the_cnn(rng):
+    import keras
+
+    model = build_model((18, 40), 4, ModelConfig(filters=[4, 8], pitch_rows=2, recurrent_units=0))
+    assert model.get_layer("block1_conv1").input.shape[1:3] == (16, 40)  # the mel bands only
+    assert model.get_layer("pitch_conv1").input.shape[1:] == (40, 2)  # frames x pitch rows
+    X = rng.standard_normal((3, 18, 40)).astype("float32")
+    adapt_normalization(model, X)
+    mel_part = keras.Model(model.input, model.get_layer("mean_flat").output)
+    pitch_part = keras.Model(model.input, model.get_layer("pitch_mean").output)
+    changed = X.copy()
+    changed[:, :2] += 5.0  # the pitch rows move; the mel branch must not see it
+    np.testing.assert_allclose(mel_part.predict(changed, verbose=0), mel_part.predict(X, verbose=0), atol=1e-6)
+    assert not np.allclose(pitch_part.predict(changed, verbose=0), pitch_part.predict(X, verbose=0))
+    with pytest.raises(ValueError, match="leaves no mel bands"):
+        build_model((2, 40), 4, ModelConfig(filters=[4], pitch_rows=2))
+
+
 def test_normalization_adapts_per_mel_band(rng):
     X = (rng.standard_normal((50, 16, 20)) * np.arange(1, 17)[None, :, None] + 5).astype("float32")
     model = build_model((16, 20), 3, ModelConfig(filters=[4]))
@@ -176,7 +194,7 @@ def test_unknown_pooling_is_refused():
                                      {"recurrent_units": 4, "recurrent_layers": 2},
                                      {"recurrent_units": 0}, {"pooling": "global"},
                                      {"block_dropout": 0.2},
-                                     {"convs_per_block": 2, "residual": True}])
+                                     {"convs_per_block": 2, "residual": True}, {"pitch_rows": 2}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras
 

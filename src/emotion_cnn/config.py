@@ -146,6 +146,10 @@ class ModelConfig:
     # True: after the dataset normalisation, subtract each clip's own mean per mel band, which
     # takes the speaker's (and the microphone's) long-term spectrum out of the input
     utterance_norm: bool = False
+    # >0: the input's first rows are this many per-frame pitch features (benchmarks/export_pitch.py),
+    # read by two 1-D convs over time (mean and max join the pooled features), the rest the mel
+    # bands; 0: every row is a mel band
+    pitch_rows: int = 0
     dropout: float = 0.1  # round 6: 0.1 was +0.7 validation UA over 0.3; 0.5 was -7 (round 1)
     # >0: dropout of this rate after every block's pooling, as in PANNs' CNN14 (0.2 there), so
     # later blocks cannot lean on single units of the maps before; 0: off. Round 31: 0.2 lost

@@ -52,6 +52,23 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     inputs = keras.Input(shape=tuple(input_shape), name="log_mel")
     x = layers.Reshape((*input_shape, 1), name="add_channel")(inputs)
     x = layers.Normalization(axis=1, name="normalize")(x)
+    summaries = []
+    if config.pitch_rows:
+        # the first rows are per-frame pitch features (benchmarks/export_pitch.py): read over
+        # time by their own 1-D convs, not pooled with the lowest mel bands
+        rows, frames = input_shape[0] - config.pitch_rows, input_shape[1]
+        if rows < 1:
+            raise ValueError(f"model.pitch_rows ({config.pitch_rows}) leaves no mel bands of the {input_shape[0]} rows")
+        pitch = layers.Cropping2D(((0, rows), (0, 0)), name="pitch_rows")(x)
+        pitch = layers.Permute((2, 1), name="pitch_time_first")(
+            layers.Reshape((config.pitch_rows, frames), name="pitch_drop_channel")(pitch))
+        for conv in (1, 2):
+            pitch = layers.Conv1D(32, 5, padding="same", activation="relu", kernel_regularizer=l2,
+                                  name=f"pitch_conv{conv}")(pitch)
+        summaries += [layers.GlobalAveragePooling1D(name="pitch_mean")(pitch),
+                      layers.GlobalMaxPooling1D(name="pitch_max")(pitch)]
+        x = layers.Cropping2D(((config.pitch_rows, 0), (0, 0)), name="mel_rows")(x)
+        input_shape = (rows, frames)
     if config.utterance_norm:
         clip_mean = layers.AveragePooling2D((1, input_shape[1]), name="clip_mean")(x)
         x = layers.Subtract(name="subtract_clip_mean")([x, clip_mean])
@@ -82,7 +99,7 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         block_maps.append(x)  # (batch, mel rows, frames, channels)
     frames = x.shape[2]
     if config.pooling == "time":
-        summaries = [
+        summaries += [
             layers.Flatten(name="mean_flat")(layers.AveragePooling2D((1, frames), name="mean_pool")(x)),
             layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
         ]
@@ -94,13 +111,13 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         weighted = layers.Multiply(name="attention_weighted")([x, weights])
         weighted_sum = layers.Rescaling(float(frames), name="attention_sum")(
             layers.AveragePooling2D((1, frames), name="attention_pool")(weighted))
-        summaries = [
+        summaries += [
             layers.Flatten(name="attention_flat")(weighted_sum),
             layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
         ]
     elif config.pooling == "global":
-        summaries = [layers.GlobalAveragePooling2D(name="mean_pool")(x),
-                     layers.GlobalMaxPooling2D(name="max_pool")(x)]
+        summaries += [layers.GlobalAveragePooling2D(name="mean_pool")(x),
+                      layers.GlobalMaxPooling2D(name="max_pool")(x)]
     else:
         raise ValueError("model.pooling must be 'time', 'attention' or 'global', "
                          f"not {config.pooling!r}")
