@@ -148,7 +148,8 @@ class ModelConfig:
     utterance_norm: bool = False
     # >0: the input's first rows are this many per-frame pitch features (benchmarks/export_pitch.py),
     # read by two 1-D convs over time (mean and max join the pooled features), the rest the mel
-    # bands; 0: every row is a mel band
+    # bands; 0: every row is a mel band. Round 35: 2 rows (pyin's pitch and voiced flag) lost 0.2
+    # as single models and 0.6 as the 3-member ensemble on validation actors
     pitch_rows: int = 0
     dropout: float = 0.1  # round 6: 0.1 was +0.7 validation UA over 0.3; 0.5 was -7 (round 1)
     # >0: dropout of this rate after every block's pooling, as in PANNs' CNN14 (0.2 there), so
