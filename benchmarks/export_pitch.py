@@ -34,11 +34,15 @@ def pitch_rows(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     f0, voiced, _ = librosa.pyin(signal, fmin=65.0, fmax=600.0, sr=cfg.sr, frame_length=1024,
                                              hop_length=cfg.hop_length, center=True)
     semitones = np.where(np.isfinite(f0), 12 * np.log2(np.where(np.isfinite(f0), f0, 100.0) / 100.0), 0.0)
-    rows = np.stack([semitones, voiced]).astype(np.float32)
-    return rows[:, :cfg.n_frames]
+    if len(f0) != cfg.n_frames:
+        raise ValueError(f"pyin gave {len(f0)} frames, the log-mel has {cfg.n_frames}")
+    return np.stack([semitones, voiced]).astype(np.float32)
 
 
 def main() -> int:
+    # before 0.11, pyin's frames start half a window early against the log-mel's centred frames
+    if tuple(int(part) for part in librosa.__version__.split(".")[:2]) < (0, 11):
+        raise SystemExit(f"export_pitch.py needs librosa >= 0.11, not {librosa.__version__}")
     parser = argparse.ArgumentParser()
     parser.add_argument("features", help="an export_features.py .npz (its .csv beside it)")
     parser.add_argument("out")

@@ -98,8 +98,18 @@ def test_pitch_rows_are_read_by_their_own_branch_and_the_rest_by_the_cnn(rng):
     changed[:, :2] += 5.0  # the pitch rows move; the mel branch must not see it
     np.testing.assert_allclose(mel_part.predict(changed, verbose=0), mel_part.predict(X, verbose=0), atol=1e-6)
     assert not np.allclose(pitch_part.predict(changed, verbose=0), pitch_part.predict(X, verbose=0))
-    with pytest.raises(ValueError, match="leaves no mel bands"):
-        build_model((2, 40), 4, ModelConfig(filters=[4], pitch_rows=2))
+    for pitch_rows in (2, -1):
+        with pytest.raises(ValueError, match="model.pitch_rows must be 0 or more and leave mel bands"):
+            build_model((2, 40), 4, ModelConfig(filters=[4], pitch_rows=pitch_rows))
+
+
+@pytest.mark.parametrize("options", [{"pooling": "time"}, {"pooling": "attention"}, {"pooling": "global"},
+                                     {"recurrent_units": 4, "recurrent_block": -2}])
+def test_the_pitch_branch_joins_the_pooled_features_in_every_pooling(options):
+    model = build_model((18, 40), 4, ModelConfig(filters=[4, 8], pitch_rows=2, **options))
+    joined = model.get_layer("stats_pool").input
+    for name in ("pitch_mean", "pitch_max"):
+        assert any(tensor is model.get_layer(name).output for tensor in joined)
 
 
 def test_normalization_adapts_per_mel_band(rng):

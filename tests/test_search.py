@@ -196,3 +196,5 @@ def test_pitch_rows_sit_before_the_mel_bands_and_read_as_floor_where_unvoiced(se
     assert (out[:, :2][np.broadcast_to(unvoiced[:, None], (3, 2, 7))] == -80).all()
     with pytest.raises(ValueError, match="not the clips or frames"):
         search.with_pitch_rows(X, meta.iloc[::-1].reset_index(drop=True), str(tmp_path / "pitch.npz"), floor=-80.0)
+    with pytest.raises(ValueError, match="not the clips or frames"):
+        search.with_pitch_rows(X[:, :, :6], meta, str(tmp_path / "pitch.npz"), floor=-80.0)

@@ -9,6 +9,7 @@ import pytest
 from conftest import make_dataset, small_config
 
 from emotion_cnn import train as train_module
+from emotion_cnn.cv import cross_validate
 from emotion_cnn.config import LABEL_INDEX, TrainConfig
 from emotion_cnn.prepare import prepare
 from emotion_cnn.train import (AugmentedBatches, class_weights, fit, load_split, new_run_dir, seed_everything,
@@ -415,6 +416,14 @@ def test_precise_bn_recalibrates_every_model_on_the_clean_training_clips(synthet
     assert len(calls) == 2 * cfg.train.ensemble  # a snapshot and the last epoch, in every member
     for _, X in calls:  # training on the validation actors too, unaugmented
         np.testing.assert_array_equal(X, np.concatenate([split.X_train, split.X_val]))
+
+
+def test_the_pipeline_refuses_pitch_rows_it_has_no_pitch_for(synthetic_dataset):
+    cfg = small_config(synthetic_dataset, model={"pitch_rows": 2})
+    with pytest.raises(ValueError, match="the pipeline has no pitch stage"):
+        train_module.train(cfg)
+    with pytest.raises(ValueError, match="the pipeline has no pitch stage"):
+        cross_validate(cfg)
 
 
 def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():

@@ -29,7 +29,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     With ``recurrent_units`` a bidirectional GRU also reads a block's map frame by frame (the
     last block's, or an earlier, longer one's with ``recurrent_block``) and its final states
     join the pooled features; with ``recurrent_layers`` > 1, stacked GRUs read it, each the
-    sequence of the one before. Then dropout and a softmax layer. With
+    sequence of the one before. With ``pitch_rows`` the input's first rows are per-frame pitch
+    features, read by two 1-D convs over time whose mean and max join the pooled features; the
+    CNN reads the rest. Then dropout and a softmax layer. With
     ``utterance_norm`` each clip's mean per mel band (over its frames) is subtracted after the
     normalisation.
 
@@ -57,8 +59,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         # the first rows are per-frame pitch features (benchmarks/export_pitch.py): read over
         # time by their own 1-D convs, not pooled with the lowest mel bands
         rows, frames = input_shape[0] - config.pitch_rows, input_shape[1]
-        if rows < 1:
-            raise ValueError(f"model.pitch_rows ({config.pitch_rows}) leaves no mel bands of the {input_shape[0]} rows")
+        if config.pitch_rows < 0 or rows < 1:
+            raise ValueError(f"model.pitch_rows must be 0 or more and leave mel bands of the "
+                             f"{input_shape[0]} rows, not {config.pitch_rows}")
         pitch = layers.Cropping2D(((0, rows), (0, 0)), name="pitch_rows")(x)
         pitch = layers.Permute((2, 1), name="pitch_time_first")(
             layers.Reshape((config.pitch_rows, frames), name="pitch_drop_channel")(pitch))
