@@ -4,7 +4,7 @@
     python benchmarks/export_pitch.py .device/features-hop20.npz .device/pitch-hop20.npz
 
 For each clip of the feature export (same order, read from its ``.csv``): the same decoded,
-trimmed, fixed-length signal as :func:`emotion_cnn.features.clip_features`, then
+trimmed, fixed-length signal as the log-mel (:func:`emotion_cnn.features.clip_signal`), then
 ``librosa.pyin`` (65-600 Hz, the export's hop, centred frames) gives two rows a frame:
 the pitch in semitones re 100 Hz (unvoiced frames 0) and whether pyin decoded the frame as
 voiced (1 or 0; its voicing probability runs low on quiet clips, its decoded flag does not). Writes
@@ -24,14 +24,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from emotion_cnn.config import FeatureConfig
-from emotion_cnn.features import fix_length, load_mono, trim_silence
+from emotion_cnn.features import clip_signal, load_mono
 from emotion_cnn.io import atomic_open
 
 
 def pitch_rows(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """``(2, n_frames)``: semitones re 100 Hz (0 where unvoiced) and the voiced flag (1 or 0)."""
-    signal = fix_length(trim_silence(y, top_db=cfg.trim_top_db), n_samples=cfg.n_samples)
-    f0, voiced, _ = librosa.pyin(signal, fmin=65.0, fmax=600.0, sr=cfg.sr, frame_length=1024,
+    f0, voiced, _ = librosa.pyin(clip_signal(y, cfg), fmin=65.0, fmax=600.0, sr=cfg.sr, frame_length=1024,
                                              hop_length=cfg.hop_length, center=True)
     semitones = np.where(np.isfinite(f0), 12 * np.log2(np.where(np.isfinite(f0), f0, 100.0) / 100.0), 0.0)
     if len(f0) != cfg.n_frames:

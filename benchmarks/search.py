@@ -202,9 +202,6 @@ def run_one(args):
     if use_pcen:
         f = cfg.features
         X = pcen_from_log_mel(X, sr=f.sr, hop_length=f.hop_length, top_db=f.top_db)
-    if cfg.model.pitch_rows and not pitch:
-        raise ValueError(f"{name}: model.pitch_rows={cfg.model.pitch_rows} needs the pitch rows: add "
-                         "pitch: PATH (export_pitch.py)")
     if pitch:
         X = with_pitch_rows(X, meta, pitch, floor=-cfg.features.top_db)
     if evaluate_on == "val":

@@ -418,12 +418,15 @@ def test_precise_bn_recalibrates_every_model_on_the_clean_training_clips(synthet
         np.testing.assert_array_equal(X, np.concatenate([split.X_train, split.X_val]))
 
 
-def test_the_pipeline_refuses_pitch_rows_it_has_no_pitch_for(synthetic_dataset):
-    cfg = small_config(synthetic_dataset, model={"pitch_rows": 2})
+def test_the_pipeline_refuses_pitch_rows_it_has_no_pitch_for(tmp_path, rng, project_root):
+    # fit refuses, before any training, so every path through it does: the main job and cv
+    data = make_dataset(tmp_path / "ravdess", rng, actors=range(1, 25), repetitions=(1,), seconds=1.0)
+    cfg = small_config(data, split={"protocol": "emobox"}, model={"pitch_rows": 2})
+    split_dir = prepare(cfg, progress=False).split_dir
     with pytest.raises(ValueError, match="the pipeline has no pitch stage"):
-        train_module.train(cfg)
+        train_module.train(cfg, split_dir=split_dir)
     with pytest.raises(ValueError, match="the pipeline has no pitch stage"):
-        cross_validate(cfg)
+        cross_validate(cfg, folds=[1])
 
 
 def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():

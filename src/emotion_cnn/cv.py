@@ -228,10 +228,6 @@ def cross_validate(cfg: Config, *, folds: list[int] | None = None, out_dir: Path
     if evaluate_on == "val" and cfg.train.train_on_val:
         raise ValueError("cv: with train.train_on_val the validation actors are trained on, "
                          "so they cannot be scored")
-    if data is None:
-        from emotion_cnn.train import refuse_pitch_rows
-
-        refuse_pitch_rows(cfg)
     # features first: prepare forks workers, which must not inherit a loaded Keras backend
     X, meta = data if data is not None else load_features(cfg)
     started = time.perf_counter()

@@ -184,10 +184,15 @@ def load_mono(path: str | Path, *, sr: int) -> tuple[np.ndarray, str, dict]:
     return resample(y, orig_sr=orig_sr, sr=sr), pcm_sha256(samples), info
 
 
+def clip_signal(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mono signal at ``cfg.sr`` -> the trimmed, fixed-length signal a clip's features are made
+    from, shape ``(cfg.n_samples,)``."""
+    return fix_length(trim_silence(y, top_db=cfg.trim_top_db), n_samples=cfg.n_samples)
+
+
 def clip_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Mono signal at ``cfg.sr`` -> trimmed, fixed-length log-mel, shape ``(n_mels, n_frames)``."""
-    trimmed = trim_silence(y, top_db=cfg.trim_top_db)
-    return log_mel_from_config(fix_length(trimmed, n_samples=cfg.n_samples), cfg)
+    return log_mel_from_config(clip_signal(y, cfg), cfg)
 
 
 def windows(y: np.ndarray, cfg: FeatureConfig, *, overlap: float = 0.5) -> np.ndarray:

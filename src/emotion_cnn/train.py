@@ -298,6 +298,13 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
+    rows = split.X_train.shape[1]
+    if cfg.model.pitch_rows and rows != cfg.features.n_mels + cfg.model.pitch_rows:
+        # only benchmarks/search.py's pitch key adds pitch rows; prepare writes mel bands alone,
+        # whose lowest would be taken for pitch
+        raise ValueError(f"model.pitch_rows={cfg.model.pitch_rows} needs {cfg.model.pitch_rows} pitch rows "
+                         f"before the {cfg.features.n_mels} mel bands, the features have {rows} rows: the "
+                         "pipeline has no pitch stage (set it to 0; search.py's pitch: PATH adds them)")
     if cfg.train.intensity_weight < 0:
         raise ValueError(f"train.intensity_weight must be 0 (off) or more, not {cfg.train.intensity_weight}")
     if not 0 <= cfg.train.weight_decay < 1:
@@ -449,22 +456,12 @@ def average_models(members: list[keras.Model]) -> keras.Model:
     return keras.Model(inputs, outputs, name="emotion_cnn_ensemble")
 
 
-def refuse_pitch_rows(cfg: Config) -> None:
-    """``model.pitch_rows`` reads rows that only ``benchmarks/search.py``'s ``pitch`` key adds:
-    ``prepare`` writes log-mel bands alone, whose lowest would be taken for pitch."""
-    if cfg.model.pitch_rows:
-        raise ValueError(f"model.pitch_rows={cfg.model.pitch_rows}: the pipeline has no pitch stage, so the "
-                         "input's first rows would be mel bands; it is for benchmarks/search.py's pitch "
-                         "experiments (set it to 0)")
-
-
 def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | None = None,
           export: bool = True, verbose: int | str = "auto") -> TrainResult:
     """Train on a split (default: the one ``prepare`` wrote last), evaluate on its test set,
     write the run folder and, if ``export``, the top-level ``emotion_cnn_model.keras``."""
     from emotion_cnn.prepare import latest_split_dir  # needs the audio stack: import when used
 
-    refuse_pitch_rows(cfg)
     split = load_split(split_dir or latest_split_dir())
     cfg = with_split_features(cfg, split)
     run_dir = new_run_dir(split, runs_dir=runs_dir)
