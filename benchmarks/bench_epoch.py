@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_epoch.py            # as the package trains
     .venv/bin/python benchmarks/bench_epoch.py --plain    # without emotion_cnn.allocator's settings
     .venv/bin/python benchmarks/bench_epoch.py --set model.convs_per_block=2   # another model
+    .venv/bin/python benchmarks/bench_epoch.py --set train.mutual_weight=1  # 3 members together
     taskset -c 0 .venv/bin/python benchmarks/bench_epoch.py --workers 1  # tf.data's autotuned feed
 
 960 (``--clips``) synthetic clips of the default feature shape, fed through training's own
@@ -60,7 +61,7 @@ def main() -> int:
     from emotion_cnn.config import load_config
     from emotion_cnn.fused_batchnorm import fused_batchnorm
     from emotion_cnn.model import build_model
-    from emotion_cnn.train import AugmentedBatches
+    from emotion_cnn.train import AugmentedBatches, MutualLoss, stacked_members
 
     cfg = load_config(**parse_set(args.set))
     shape = (cfg.features.n_mels, cfg.features.n_frames)
@@ -82,8 +83,12 @@ def main() -> int:
                   f"kernel {usage.ru_stime - self.usage.ru_stime:.1f} s, "
                   f"{usage.ru_minflt - self.usage.ru_minflt} page faults", flush=True)
 
-    model = build_model(shape, 8, cfg.model)
-    model.compile("adam", "categorical_crossentropy")
+    if cfg.train.mutual_weight:  # the ensemble's members side by side, as training fits them
+        model = stacked_members([build_model(shape, 8, cfg.model) for _ in range(cfg.train.ensemble)])
+        model.compile("adam", MutualLoss(cfg.train.mutual_weight))
+    else:
+        model = build_model(shape, 8, cfg.model)
+        model.compile("adam", "categorical_crossentropy")
     with fused_batchnorm(cfg.train.fused_batchnorm) as fused:
         print(f"{'plain' if args.plain else 'emotion_cnn.allocator'}: {len(X)} clips {shape}, "
               f"{model.count_params()} parameters, {batches.workers} batch workers, "

@@ -6,7 +6,8 @@ over several copies of it, augmented as training augments (time shift, masks; no
 ``MODELS_DIR`` holds ``fold<N>.keras`` from ``search.py --models DIR`` (one experiment's
 folder); each fold model is scored on that fold's validation actors, plain and with TTA, and the
 TTA predictions go to ``OUT.csv`` in ``search.py --predictions``'s format (for
-``score_ensemble.py``). The same trained weights both ways, so the comparison is paired. The
+``score_ensemble.py``); ``--copies 0`` writes the plain ones, and ``--member K`` scores an
+ensemble's K-th member alone (round 36). The same trained weights both ways, so the comparison is paired. The
 augmentation and the folds' actors are the default config's: for models trained with it.
 Round 33, ``benchmarks/README.md``.
 """
@@ -47,6 +48,8 @@ def main() -> int:
     parser.add_argument("out")
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--member", type=int, metavar="K",
+                        help="score an ensemble's K-th member alone (1-based) instead of the ensemble")
     args = parser.parse_args()
     cfg = Config()
     X, meta, _ = load_exported(args.features, cfg)
@@ -57,12 +60,18 @@ def main() -> int:
         split = fold_split(X, meta, cfg, name=f"emobox-fold{fold}")
         part = split.manifest[split.manifest["split"] == "val"].sort_values("index_in_split")
         model = keras.models.load_model(path, safe_mode=True)
+        if args.member:
+            model = model.get_layer(f"emotion_cnn_{args.member}")
         plain = evaluate_predictions(predict_probabilities(model, split.X_val), split.y_val, split.labels, part)
-        tta = evaluate_predictions(tta_probabilities(model, split.X_val, cfg=cfg, copies=args.copies,
-                                                     seed=args.seed + fold),
-                                   split.y_val, split.labels, part)
-        print(f"fold {fold}: UA plain {100 * plain.metrics['ua']:.1f}, TTA x{args.copies} "
-              f"{100 * tta.metrics['ua']:.1f}", flush=True)
+        if args.copies:
+            tta = evaluate_predictions(tta_probabilities(model, split.X_val, cfg=cfg, copies=args.copies,
+                                                         seed=args.seed + fold),
+                                       split.y_val, split.labels, part)
+            print(f"fold {fold}: UA plain {100 * plain.metrics['ua']:.1f}, TTA x{args.copies} "
+                  f"{100 * tta.metrics['ua']:.1f}", flush=True)
+        else:
+            tta = plain
+            print(f"fold {fold}: UA {100 * plain.metrics['ua']:.1f}", flush=True)
         frames.append(tta.predictions.assign(fold=fold))
     if not frames:
         print(f"{args.models_dir}: no fold<N>.keras models", file=sys.stderr)

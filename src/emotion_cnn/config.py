@@ -184,6 +184,11 @@ class TrainConfig:
     # models trained with seeds seed, seed+1, ...; their probabilities averaged. 3: round 15's rule
     # (validation UA of 3 members >= the mean of the 2-member pairs + 0.5) was met, 69.8 vs 69.1
     ensemble: int = 3
+    # >0: the ensemble's members train together on the same batches, each one's loss its
+    # cross-entropy plus this times the KL divergence from the mean of the others' probabilities
+    # (deep mutual learning, train.MutualLoss); history.csv then has one row per epoch, its loss
+    # the sum over the members. 0: each member trains alone, on its own seed's batches
+    mutual_weight: float = 0.0
     # epochs (1-based, before the last) whose weights also join the ensemble beside the last
     # epoch's, in every member: a snapshot ensemble at no extra training cost. []: off. Round 27:
     # epochs 30 and 40 lost 0.3 and 2.2 validation UA on two seeds against the last epoch alone

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from keras import layers
+from keras import layers, ops
 
 from emotion_cnn import evaluate
 from emotion_cnn.config import Config, TrainConfig, paths, save_config
@@ -326,6 +326,19 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     if cfg.train.train_on_val and (cfg.train.restore_best or cfg.train.schedule != "cosine"):
         raise ValueError("train.train_on_val leaves no validation loss to choose by: it needs "
                          "train.restore_best=false and train.schedule=cosine")
+    if cfg.train.mutual_weight < 0:
+        raise ValueError(f"train.mutual_weight must be 0 (off) or more, not {cfg.train.mutual_weight}")
+    if cfg.train.mutual_weight:
+        if cfg.train.ensemble < 2:
+            raise ValueError(f"train.mutual_weight trains the ensemble's members together, each pulled "
+                             f"towards the others: it needs train.ensemble >= 2, not {cfg.train.ensemble}")
+        if snapshots or cfg.train.intensity_weight:
+            raise ValueError("train.mutual_weight trains plain members together: it needs "
+                             "train.snapshot_epochs=[] and train.intensity_weight=0")
+        log = None if run_dir is None else run_dir / "history.csv"
+        members, frame = _fit_one(cfg, split, seed=cfg.seed, log=log, verbose=verbose,
+                                  together=cfg.train.ensemble)
+        return average_models(members), frame
     members, frames = [], []
     for member in range(1, cfg.train.ensemble + 1):
         # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
@@ -371,7 +384,55 @@ class HeadedHistoryNames(keras.callbacks.Callback):
             logs.update(renamed)
 
 
-def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str):
+class MutualLoss(keras.losses.Loss):
+    """Deep mutual learning (Zhang et al. 2018) for members trained side by side on the same
+    batches: each member's cross-entropy with the target plus ``weight`` times the KL divergence
+    from the mean of the other members' probabilities (held constant) to its own, summed over
+    the members, so that each member's gradient is the one it gets alone plus the pull towards
+    its peers, and its L2 term keeps its weight.
+
+    ``y_true`` has shape ``(batch, classes)``, ``y_pred`` ``(batch, members, classes)`` (members'
+    probabilities); the loss per clip has shape ``(batch,)``.
+    """
+
+    def __init__(self, weight: float, *, label_smoothing: float = 0.0, name: str = "mutual_loss"):
+        super().__init__(name=name)
+        self.weight, self.label_smoothing = weight, label_smoothing
+
+    def call(self, y_true, y_pred):
+        num_members, num_classes = y_pred.shape[1], y_pred.shape[2]
+        if self.label_smoothing:
+            y_true = y_true * (1 - self.label_smoothing) + self.label_smoothing / num_classes
+        probabilities = ops.clip(y_pred, keras.config.epsilon(), 1.0)
+        log_probabilities = ops.log(probabilities)
+        cross_entropy = -ops.sum(y_true[:, None, :] * log_probabilities, axis=-1)
+        peers = ops.stop_gradient(
+            (ops.sum(probabilities, axis=1, keepdims=True) - probabilities) / (num_members - 1))
+        divergence = ops.sum(peers * (ops.log(peers) - log_probabilities), axis=-1)
+        return ops.sum(cross_entropy + self.weight * divergence, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "label_smoothing": self.label_smoothing}
+
+
+def ensemble_accuracy(y_true, y_pred):
+    """Per clip, 1.0 where the mean of the members' probabilities ``y_pred`` ``(batch, members,
+    classes)`` picks the target's class."""
+    return ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(ops.mean(y_pred, axis=1), axis=-1)),
+                    "float32")
+
+
+def stacked_members(members: list[keras.Model]) -> keras.Model:
+    """One model for training ``members`` together: output ``(batch, members, classes)``."""
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="log_mel")
+    outputs = [layers.Reshape((1, -1))(keras.Model(m.input, m.output, name=f"emotion_cnn_{i}")(inputs))
+               for i, m in enumerate(members, 1)]
+    return keras.Model(inputs, layers.Concatenate(axis=1, name="members")(outputs), name="mutual_ensemble")
+
+
+def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str, together: int = 1):
+    """Fit one model, or with ``together`` > 1 that many members side by side (``MutualLoss``);
+    returns the models to average and the history."""
     seed_everything(seed)
     num_classes = len(split.labels)
     headed = cfg.train.intensity_weight > 0
@@ -383,9 +444,11 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         X, y = np.concatenate([X, split.X_val]), np.concatenate([y, split.y_val])
         strong = np.concatenate([strong, strong_val]) if headed else None
         validation = None
-    model = build_model(X.shape[1:], num_classes, cfg.model)
-    adapt_normalization(model, X)
-    trainee = with_intensity_head(model) if headed else model
+    trained = [build_model(X.shape[1:], num_classes, cfg.model) for _ in range(together)]
+    for model in trained:
+        adapt_normalization(model, X)
+    model = trained[0]
+    trainee = stacked_members(trained) if together > 1 else with_intensity_head(model) if headed else model
     batches = AugmentedBatches(X, y, num_classes=num_classes, cfg=cfg.train, seed=seed,
                                floor=-cfg.features.top_db, intensity=strong,
                                weights=class_weights(y, num_classes) if cfg.train.class_weights else None)
@@ -412,7 +475,11 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         callbacks.append(keras.callbacks.CSVLogger(str(log)))
     emotion_loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
     accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-    if headed:
+    if together > 1:
+        trainee.compile(optimizer=make_optimizer(cfg.train, learning_rate),
+                        loss=MutualLoss(cfg.train.mutual_weight, label_smoothing=cfg.train.label_smoothing),
+                        metrics=[keras.metrics.MeanMetricWrapper(ensemble_accuracy, name="accuracy")])
+    elif headed:
         trainee.compile(optimizer=make_optimizer(cfg.train, learning_rate),
                         loss={"emotion": emotion_loss, "intensity": keras.losses.BinaryCrossentropy()},
                         loss_weights={"emotion": 1.0, "intensity": cfg.train.intensity_weight},
@@ -427,7 +494,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     # Keras' own choice (NaN losses included), not a recomputation of it
     kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else len(frame) - 1
     frame["kept"] = np.arange(len(frame)) == kept
-    models = snapshots.models(model) + [model]
+    models = snapshots.models(model) + trained
     if cfg.train.precise_bn:
         for trained in models:
             recalibrate_batch_norm(trained, X)
