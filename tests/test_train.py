@@ -12,8 +12,8 @@ from emotion_cnn import train as train_module
 from emotion_cnn.cv import cross_validate
 from emotion_cnn.config import LABEL_INDEX, TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import (AugmentedBatches, class_weights, fit, load_split, new_run_dir, seed_everything,
-                                strong_intensity, warp)
+from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split, new_run_dir,
+                                seed_everything, strong_intensity, warp)
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -446,7 +446,70 @@ def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 0.95)
 
 
+def test_mutual_loss_is_each_members_cross_entropy_plus_the_kl_from_its_peers(rng):
+    probabilities = rng.dirichlet(np.ones(8), size=(4, 3)).astype("float32")  # (batch, members, classes)
+    target = np.eye(8, dtype="float32")[[0, 3, 3, 7]]
+    smoothed = target * 0.9 + 0.1 / 8
+    cross_entropy = -(smoothed[:, None] * np.log(probabilities)).sum(-1)
+    peers = (probabilities.sum(1, keepdims=True) - probabilities) / 2
+    divergence = (peers * np.log(peers / probabilities)).sum(-1)
+    loss = MutualLoss(0.7, label_smoothing=0.1)(target, probabilities)
+    np.testing.assert_allclose(float(loss), (cross_entropy + 0.7 * divergence).sum(1).mean(), rtol=1e-5)
+    import keras
+
+    # weight 0: the sum of the members' own losses, as each would train alone
+    alone = sum(float(keras.losses.CategoricalCrossentropy()(target, probabilities[:, k])) for k in range(3))
+    np.testing.assert_allclose(float(MutualLoss(0.0)(target, probabilities)), alone, rtol=1e-5)
+
+
+def test_mutual_members_train_together_and_save_as_the_plain_ensemble(synthetic_dataset, tmp_path):
+    import keras
+
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 2, "mutual_weight": 1.0,
+                                                 "warmup_epochs": 1, "train_on_val": False})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    model, history = fit(cfg, split, run_dir=tmp_path, verbose=0)
+    assert list(history["epoch"]) == [1, 2] and "member" not in history
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1]  # written live, by Keras
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["emotion_cnn_1", "emotion_cnn_2"]
+    x = split.X_test[:5]
+    assert not np.allclose(members[0].predict(x, verbose=0), members[1].predict(x, verbose=0))
+    model.save(tmp_path / "mutual.keras")
+    loaded = keras.models.load_model(tmp_path / "mutual.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_mutual_weight_pulls_the_members_predictions_together(rng):
+    """Two small softmax members from the same start, fitted side by side: the KL term makes them
+    agree more than their own cross-entropies alone do."""
+    import keras
+
+    x = rng.standard_normal((64, 6)).astype("float32")
+    y = np.eye(8, dtype="float32")[rng.integers(0, 8, 64)]
+
+    def disagreement(weight: float) -> float:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6,))
+        members = [keras.Model(inputs, keras.layers.Dense(8, activation="softmax")(inputs)) for _ in range(2)]
+        together = train_module.stacked_members(members)
+        together.compile(keras.optimizers.SGD(0.1), MutualLoss(weight))
+        together.fit(x, y, batch_size=64, epochs=30, verbose=0)
+        first, second = (member.predict(x, verbose=0) for member in members)
+        return float(np.abs(first - second).sum(axis=1).mean())
+
+    apart, pulled = disagreement(0.0), disagreement(3.0)
+    assert pulled < 0.5 * apart
+
+
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
+                                              ({"mutual_weight": -1.0}, "train.mutual_weight"),
+                                              ({"mutual_weight": 1.0, "ensemble": 1}, "train.ensemble >= 2"),
+                                              ({"mutual_weight": 1.0, "ensemble": 2, "epochs": 3,
+                                                "snapshot_epochs": [1]}, "train.snapshot_epochs=\\[\\]"),
+                                              ({"mutual_weight": 1.0, "ensemble": 2, "intensity_weight": 0.5},
+                                               "train.intensity_weight=0"),
                                               ({"ensemble": 0}, "train.ensemble"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
                                               ({"freq_warp": -0.1}, "train.freq_warp"),

@@ -286,7 +286,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     (keras.Model, pd.DataFrame)
         The model (with several members or ``train.snapshot_epochs``, one model that averages
         the probabilities of every member's snapshots and last epoch) and the
-        history: one row per epoch and member, with ``member`` (1-based) and ``epoch``.
+        history: one row per epoch and member, with ``member`` (1-based) and ``epoch``; with
+        ``train.mutual_weight`` (members fitted together) one row per epoch and no ``member``.
     """
     for name in ("train", "val"):
         if len(getattr(split, f"y_{name}")) == 0:
