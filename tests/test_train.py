@@ -12,8 +12,8 @@ from emotion_cnn import train as train_module
 from emotion_cnn.cv import cross_validate
 from emotion_cnn.config import LABEL_INDEX, TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split, new_run_dir,
-                                seed_everything, strong_intensity, warp)
+from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split, mix_band_statistics,
+                                new_run_dir, seed_everything, strong_intensity, warp)
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -153,6 +153,35 @@ def test_warps_are_applied_and_seeded(rng):
     b = AugmentedBatches(X, y, num_classes=4, cfg=warped, seed=3)[0][0]
     np.testing.assert_array_equal(a, b)
     assert a.shape == (16, 16, 40) and not np.allclose(a, X[AugmentedBatches(X, y, num_classes=4, cfg=plain, seed=3).order])
+
+
+def test_band_statistics_mix_each_clips_band_levels_with_its_partners(rng):
+    X = (rng.standard_normal((6, 5, 40)) * rng.uniform(1, 5, (6, 5, 1)) + rng.uniform(-60, -10, (6, 5, 1)))
+    X = X.astype("float32")
+    mixed = mix_band_statistics(X, np.random.default_rng(9), alpha=0.3)
+    draws = np.random.default_rng(9)
+    lam = draws.beta(0.3, 0.3, size=(6, 1, 1))
+    partner = draws.permutation(6)
+    assert mixed.shape == X.shape and mixed.dtype == np.float32 and sorted(partner) != list(partner)
+    mean, std = X.mean(axis=2, keepdims=True), X.std(axis=2, keepdims=True)
+    np.testing.assert_allclose(mixed.mean(axis=2, keepdims=True), lam * mean + (1 - lam) * mean[partner], atol=1e-3)
+    np.testing.assert_allclose(mixed.std(axis=2, keepdims=True), lam * std + (1 - lam) * std[partner], rtol=1e-3)
+    # each clip's time course is its own: standardised per band, it is unchanged
+    np.testing.assert_allclose((mixed - mixed.mean(2, keepdims=True)) / mixed.std(2, keepdims=True),
+                               (X - mean) / std, atol=1e-3)
+
+
+def test_batches_mix_band_statistics_as_often_as_mixstyle_p_says(rng):
+    X = rng.uniform(-80, 0, (64, 8, 20)).astype("float32")
+    y = np.arange(64) % 4
+    plain = TrainConfig(batch_size=8, time_masks=0, freq_masks=0, max_shift=0, mixup_alpha=0.0)
+
+    def changed(p: float) -> list[bool]:
+        cfg = TrainConfig(**{**plain.__dict__, "mixstyle_p": p})
+        batches = AugmentedBatches(X, y, num_classes=4, cfg=cfg, seed=3)
+        return [not np.allclose(batches[i][0], X[batches.order[i * 8:(i + 1) * 8]]) for i in range(len(batches))]
+
+    assert not any(changed(0.0)) and all(changed(1.0)) and 0 < sum(changed(0.5)) < 8
 
 
 def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, tmp_path):
@@ -505,6 +534,8 @@ def test_mutual_weight_pulls_the_members_predictions_together(rng):
 
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
                                               ({"mutual_weight": -1.0}, "train.mutual_weight"),
+                                              ({"mixstyle_p": 1.5}, "train.mixstyle_p"),
+                                              ({"mixstyle_p": 0.5, "mixstyle_alpha": 0.0}, "train.mixstyle_alpha"),
                                               ({"mutual_weight": 1.0, "ensemble": 1}, "train.ensemble >= 2"),
                                               ({"mutual_weight": 1.0, "ensemble": 2, "epochs": 3,
                                                 "snapshot_epochs": [1]}, "train.snapshot_epochs=\\[\\]"),

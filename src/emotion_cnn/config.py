@@ -219,6 +219,10 @@ class TrainConfig:
     freq_mask_width: int = 8
     max_shift: int = 8  # frames, circular time shift
     mixup_alpha: float = 0.2  # 0 disables mixup
+    # >0: the share of batches in which each clip's per-band mean and spread over time are mixed
+    # with another clip's (train.mix_band_statistics, Freq-MixStyle), Beta(mixstyle_alpha) weights
+    mixstyle_p: float = 0.0
+    mixstyle_alpha: float = 0.3
     time_stretch: float = 0.0  # max relative tempo change, e.g. 0.1: 0.9x..1.1x
     freq_warp: float = 0.0  # max relative scaling of the mel-band index (moves bands up or down)
 

@@ -135,9 +135,36 @@ def augment_clip(x: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, *, f
     return x
 
 
+def mix_band_statistics(x: np.ndarray, rng: np.random.Generator, *, alpha: float, eps: float = 1e-6) -> np.ndarray:
+    """Freq-MixStyle: each clip's mean and standard deviation over time, per mel band, replaced
+    by a mix of its own and those of another clip of the batch (MixStyle, Zhou et al. 2021, per
+    frequency band as CP-JKU's DCASE 2022 systems apply it to log-mel input), the clip's
+    time course kept. A band's level and spread over a clip carry the speaker's (and the
+    microphone's) long-term spectrum, so mixing them makes new ones.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (batch, n_mels, n_frames)
+    rng : np.random.Generator
+        Draws the partners (a permutation) and the mixing weights, Beta(alpha, alpha).
+    alpha : float
+
+    Returns
+    -------
+    np.ndarray, shape (batch, n_mels, n_frames), ``x``'s dtype
+    """
+    mean = x.mean(axis=2, keepdims=True)
+    std = np.sqrt(x.var(axis=2, keepdims=True) + eps)
+    lam = rng.beta(alpha, alpha, size=(len(x), 1, 1)).astype(np.float32)
+    partner = rng.permutation(len(x))
+    mixed_mean = lam * mean + (1 - lam) * mean[partner]
+    mixed_std = lam * std + (1 - lam) * std[partner]
+    return ((x - mean) / std * mixed_std + mixed_mean).astype(x.dtype)
+
+
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled training batches with tempo and mel-axis warps, SpecAugment-style masks,
-    time shifts and mixup.
+    """Shuffled training batches with band-statistics mixing (``train.mixstyle_p``), tempo and
+    mel-axis warps, SpecAugment-style masks, time shifts and mixup.
 
     Yields ``(x, y_onehot, sample_weight)``, or with ``intensity`` ``(x, {"emotion": y_onehot,
     "intensity": strong}, {"emotion": sample_weight, "intensity": ones})`` for a model with an
@@ -208,6 +235,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         y = self.onehot[idx].copy()
         w = self.sample_weight[idx].copy()
         cfg = self.cfg
+        if cfg.mixstyle_p > 0 and len(x) > 1 and rng.random() < cfg.mixstyle_p:
+            x = mix_band_statistics(x, rng, alpha=cfg.mixstyle_alpha)  # before the masks, which fill with the floor
         for i in range(len(x)):
             x[i] = augment_clip(x[i], rng, cfg, floor=self.floor)
         strong = None if self.intensity is None else self.intensity[idx]
@@ -296,6 +325,9 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
+    if not 0 <= cfg.train.mixstyle_p <= 1 or cfg.train.mixstyle_alpha <= 0:
+        raise ValueError(f"train.mixstyle_p must be in [0, 1] and train.mixstyle_alpha above 0, not "
+                         f"{cfg.train.mixstyle_p} and {cfg.train.mixstyle_alpha}")
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
