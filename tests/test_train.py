@@ -12,8 +12,9 @@ from emotion_cnn import train as train_module
 from emotion_cnn.cv import cross_validate
 from emotion_cnn.config import LABEL_INDEX, TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split, mix_band_statistics,
-                                new_run_dir, seed_everything, strong_intensity, warp)
+from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split, manifest_rows,
+                                mix_band_statistics, new_run_dir, seed_everything, strong_intensity, warp,
+                                without_some_actors)
 
 
 def test_learns_separable_synthetic_classes(tiny_model):
@@ -182,6 +183,46 @@ def test_batches_mix_band_statistics_as_often_as_mixstyle_p_says(rng):
         return [not np.allclose(batches[i][0], X[batches.order[i * 8:(i + 1) * 8]]) for i in range(len(batches))]
 
     assert not any(changed(0.0)) and all(changed(1.0)) and 0 < sum(changed(0.5)) < 8
+
+
+def test_without_some_actors_leaves_out_as_many_of_each_gender_drawn_from_the_seed():
+    actors = np.repeat(np.arange(1, 17), 3)
+    genders = np.where(actors % 2, "male", "female")
+    left_out = {seed: sorted(set(actors[~without_some_actors(actors, genders, drop=4, seed=seed)]))
+                for seed in range(42, 48)}
+    for seed, dropped in left_out.items():
+        assert len(dropped) == 4 and sum(a % 2 for a in dropped) == 2
+        assert sorted(set(actors[~without_some_actors(actors, genders, drop=4, seed=seed)])) == dropped
+    assert len({tuple(d) for d in left_out.values()}) > 1
+    with pytest.raises(ValueError, match="none would be left"):
+        without_some_actors(actors, genders, drop=16, seed=1)
+
+
+def test_bagged_members_each_train_without_their_own_actors(synthetic_dataset, monkeypatch):
+    import keras
+
+    cfg = small_config(synthetic_dataset, train={"epochs": 1, "ensemble": 3, "bag_drop_actors": 2,
+                                                 "train_on_val": True, "warmup_epochs": 0})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    X = np.concatenate([split.X_train, split.X_val])
+    actors = pd.concat([manifest_rows(split, "train"), manifest_rows(split, "val")])["actor"].to_numpy()
+    seen = []
+    original = keras.Model.fit
+
+    def spy(self, x=None, *args, **kwargs):
+        rows = [int(np.flatnonzero((X == clip).all(axis=(1, 2)))[0]) for clip in x.X]
+        seen.append(sorted(set(actors[rows])))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    fit(cfg, split, verbose=0)
+    every = sorted(set(actors))
+    assert every == [2, 3, 4, 5, 6] and len(seen) == 3
+    for member, kept in enumerate(seen):
+        dropped = sorted(set(every) - set(kept))
+        assert len(dropped) == 2 and sum(a % 2 for a in dropped) == 1
+        assert kept == sorted(set(actors[without_some_actors(actors, np.where(actors % 2, "male", "female"),
+                                                             drop=2, seed=cfg.seed + member)]))
 
 
 def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, tmp_path):
@@ -535,6 +576,8 @@ def test_mutual_weight_pulls_the_members_predictions_together(rng):
 @pytest.mark.parametrize("setting, message", [({"schedule": "linear"}, "train.schedule"),
                                               ({"mutual_weight": -1.0}, "train.mutual_weight"),
                                               ({"mixstyle_p": 1.5}, "train.mixstyle_p"),
+                                              ({"bag_drop_actors": 1}, "train.bag_drop_actors"),
+                                              ({"bag_drop_actors": -2}, "train.bag_drop_actors"),
                                               ({"mixstyle_p": 0.5, "mixstyle_alpha": 0.0}, "train.mixstyle_alpha"),
                                               ({"mutual_weight": 1.0, "ensemble": 1}, "train.ensemble >= 2"),
                                               ({"mutual_weight": 1.0, "ensemble": 2, "epochs": 3,

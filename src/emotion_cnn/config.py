@@ -190,6 +190,10 @@ class TrainConfig:
     # the sum over the members. 0: each member trains alone, on its own seed's batches. Round 36:
     # 1.0 lost 1.9 validation UA as the 3-member ensemble (67.3 against 69.2), 0.9 for its members alone
     mutual_weight: float = 0.0
+    # >0 (even): each member trains without this many of its training actors, half of each
+    # gender, drawn from the member's own seed (train.without_some_actors): bagging over speakers,
+    # so that the members' errors differ by more than their seeds. 0: every member sees every actor
+    bag_drop_actors: int = 0
     # epochs (1-based, before the last) whose weights also join the ensemble beside the last
     # epoch's, in every member: a snapshot ensemble at no extra training cost. []: off. Round 27:
     # epochs 30 and 40 lost 0.3 and 2.2 validation UA on two seeds against the last epoch alone

@@ -359,6 +359,9 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     if cfg.train.train_on_val and (cfg.train.restore_best or cfg.train.schedule != "cosine"):
         raise ValueError("train.train_on_val leaves no validation loss to choose by: it needs "
                          "train.restore_best=false and train.schedule=cosine")
+    if cfg.train.bag_drop_actors < 0 or cfg.train.bag_drop_actors % 2:
+        raise ValueError("train.bag_drop_actors leaves out as many male as female actors: it must be 0 (off) "
+                         f"or a positive even number, not {cfg.train.bag_drop_actors}")
     if cfg.train.mutual_weight < 0:
         raise ValueError(f"train.mutual_weight must be 0 (off) or more, not {cfg.train.mutual_weight}")
     if cfg.train.mutual_weight:
@@ -387,17 +390,47 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     return average_models(members), pd.concat(frames, ignore_index=True)
 
 
-def strong_intensity(split: Split, part: str) -> np.ndarray:
-    """Shape ``(n,)``: 1.0 for each clip of ``split``'s ``part`` (train, val, test) acted with
-    strong intensity, else 0.0, in the order of its ``X_<part>``."""
+def manifest_rows(split: Split, part: str) -> pd.DataFrame:
+    """``split``'s manifest rows of ``part`` (train, val, test), in the order of its ``X_<part>``."""
     rows = split.manifest[split.manifest["split"] == part].sort_values("index_in_split")
-    if unknown := set(rows["intensity"]) - {"normal", "strong"}:
-        raise ValueError(f"{split.directory}: manifest.csv gives intensities {sorted(map(str, unknown))}, "
-                         "not 'normal' or 'strong': prepare it again")
     if len(rows) != len(getattr(split, f"y_{part}")):
         raise ValueError(f"{split.directory}: manifest.csv lists {len(rows)} {part} clips, "
                          f"X_{part}.npy holds {len(getattr(split, f'y_{part}'))}: prepare it again")
+    return rows
+
+
+def strong_intensity(split: Split, part: str) -> np.ndarray:
+    """Shape ``(n,)``: 1.0 for each clip of ``split``'s ``part`` (train, val, test) acted with
+    strong intensity, else 0.0, in the order of its ``X_<part>``."""
+    rows = manifest_rows(split, part)
+    if unknown := set(rows["intensity"]) - {"normal", "strong"}:
+        raise ValueError(f"{split.directory}: manifest.csv gives intensities {sorted(map(str, unknown))}, "
+                         "not 'normal' or 'strong': prepare it again")
     return (rows["intensity"] == "strong").to_numpy(np.float32)
+
+
+def without_some_actors(actors: np.ndarray, genders: np.ndarray, *, drop: int, seed: int) -> np.ndarray:
+    """Shape ``(n,)``: True for the clips of every actor but ``drop`` of them, half of each
+    gender, drawn from ``seed`` (so each member of an ensemble, having its own seed, leaves out
+    its own actors: bagging over speakers).
+
+    Parameters
+    ----------
+    actors, genders : np.ndarray, shape (n,)
+        Each clip's actor and gender.
+    drop : int
+        Even, and under twice the actors of the rarer gender.
+    seed : int
+    """
+    rng = np.random.default_rng([seed, 1])  # apart from the stream that draws the batches
+    left_out = []
+    for gender in sorted(set(genders)):
+        pool = sorted(set(actors[genders == gender]))
+        if drop // 2 >= len(pool):
+            raise ValueError(f"train.bag_drop_actors={drop} leaves out {drop // 2} {gender} actors of "
+                             f"{len(pool)}: none would be left")
+        left_out += list(rng.choice(pool, drop // 2, replace=False))
+    return ~np.isin(actors, left_out)
 
 
 class HeadedHistoryNames(keras.callbacks.Callback):
@@ -477,6 +510,13 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         X, y = np.concatenate([X, split.X_val]), np.concatenate([y, split.y_val])
         strong = np.concatenate([strong, strong_val]) if headed else None
         validation = None
+    if cfg.train.bag_drop_actors:
+        parts = ("train", "val") if cfg.train.train_on_val else ("train",)
+        rows = pd.concat([manifest_rows(split, part) for part in parts])
+        kept = without_some_actors(rows["actor"].to_numpy(), rows["gender"].to_numpy(),
+                                   drop=cfg.train.bag_drop_actors, seed=seed)
+        X, y = X[kept], y[kept]
+        strong = None if strong is None else strong[kept]
     trained = [build_model(X.shape[1:], num_classes, cfg.model) for _ in range(together)]
     for model in trained:
         adapt_normalization(model, X)
