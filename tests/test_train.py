@@ -172,6 +172,22 @@ def test_band_statistics_mix_each_clips_band_levels_with_its_partners(rng):
                                (X - mean) / std, atol=1e-3)
 
 
+def test_band_statistics_mix_within_each_label_when_labels_are_given(rng):
+    X = rng.uniform(-80, 0, (12, 4, 30)).astype("float32")
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 3, 3])
+    mixed = mix_band_statistics(X, np.random.default_rng(4), alpha=0.3, labels=labels)
+    draws = np.random.default_rng(4)
+    lam = draws.beta(0.3, 0.3, size=(12, 1, 1))
+    partner = np.arange(12)
+    for label in range(4):
+        group = np.flatnonzero(labels == label)
+        partner[group] = draws.permutation(group)
+    assert (labels[partner] == labels).all() and (partner != np.arange(12)).any()
+    mean = X.mean(axis=2, keepdims=True)
+    np.testing.assert_allclose(mixed.mean(axis=2, keepdims=True), lam * mean + (1 - lam) * mean[partner], atol=1e-3)
+    np.testing.assert_allclose(mixed[7], X[7], atol=1e-3)  # label 2 has one clip: its own partner
+
+
 def test_batches_mix_band_statistics_as_often_as_mixstyle_p_says(rng):
     X = rng.uniform(-80, 0, (64, 8, 20)).astype("float32")
     y = np.arange(64) % 4

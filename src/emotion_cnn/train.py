@@ -135,7 +135,8 @@ def augment_clip(x: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, *, f
     return x
 
 
-def mix_band_statistics(x: np.ndarray, rng: np.random.Generator, *, alpha: float, eps: float = 1e-6) -> np.ndarray:
+def mix_band_statistics(x: np.ndarray, rng: np.random.Generator, *, alpha: float, labels: np.ndarray | None = None,
+                        eps: float = 1e-6) -> np.ndarray:
     """Freq-MixStyle: each clip's mean and standard deviation over time, per mel band, replaced
     by a mix of its own and those of another clip of the batch (MixStyle, Zhou et al. 2021, per
     frequency band as CP-JKU's DCASE 2022 systems apply it to log-mel input), the clip's
@@ -148,6 +149,9 @@ def mix_band_statistics(x: np.ndarray, rng: np.random.Generator, *, alpha: float
     rng : np.random.Generator
         Draws the partners (a permutation) and the mixing weights, Beta(alpha, alpha).
     alpha : float
+    labels : np.ndarray, shape (batch,), optional
+        Given, each clip's partner is a clip of the same label (itself where it has none), so
+        that what a band's statistics say of the class stays; else any clip of the batch.
 
     Returns
     -------
@@ -156,7 +160,13 @@ def mix_band_statistics(x: np.ndarray, rng: np.random.Generator, *, alpha: float
     mean = x.mean(axis=2, keepdims=True)
     std = np.sqrt(x.var(axis=2, keepdims=True) + eps)
     lam = rng.beta(alpha, alpha, size=(len(x), 1, 1)).astype(np.float32)
-    partner = rng.permutation(len(x))
+    if labels is None:
+        partner = rng.permutation(len(x))
+    else:
+        partner = np.arange(len(x))
+        for label in np.unique(labels):
+            group = np.flatnonzero(labels == label)
+            partner[group] = rng.permutation(group)
     mixed_mean = lam * mean + (1 - lam) * mean[partner]
     mixed_std = lam * std + (1 - lam) * std[partner]
     return ((x - mean) / std * mixed_std + mixed_mean).astype(x.dtype)
@@ -236,7 +246,9 @@ class AugmentedBatches(keras.utils.PyDataset):
         w = self.sample_weight[idx].copy()
         cfg = self.cfg
         if cfg.mixstyle_p > 0 and len(x) > 1 and rng.random() < cfg.mixstyle_p:
-            x = mix_band_statistics(x, rng, alpha=cfg.mixstyle_alpha)  # before the masks, which fill with the floor
+            # before the masks, which fill with the floor
+            x = mix_band_statistics(x, rng, alpha=cfg.mixstyle_alpha,
+                                    labels=self.y[idx] if cfg.mixstyle_same_class else None)
         for i in range(len(x)):
             x[i] = augment_clip(x[i], rng, cfg, floor=self.floor)
         strong = None if self.intensity is None else self.intensity[idx]
