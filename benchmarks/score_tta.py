@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--member", type=int, metavar="K",
-                        help="score an ensemble's K-th member alone (1-based) instead of the ensemble")
+                        help="score an ensemble's K-th member alone (1-based; with train.snapshot_epochs the snapshots count as members)")
     args = parser.parse_args()
     cfg = Config()
     X, meta, _ = load_exported(args.features, cfg)
@@ -60,7 +60,12 @@ def main() -> int:
         split = fold_split(X, meta, cfg, name=f"emobox-fold{fold}")
         part = split.manifest[split.manifest["split"] == "val"].sort_values("index_in_split")
         model = keras.models.load_model(path, safe_mode=True)
-        if args.member:
+        if args.member is not None:
+            members = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+            if f"emotion_cnn_{args.member}" not in members:
+                print(f"{path}: no member {args.member} (its members: {', '.join(members) or 'none, one model'})",
+                      file=sys.stderr)
+                return 1
             model = model.get_layer(f"emotion_cnn_{args.member}")
         plain = evaluate_predictions(predict_probabilities(model, split.X_val), split.y_val, split.labels, part)
         if args.copies:

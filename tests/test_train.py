@@ -214,14 +214,16 @@ def test_without_some_actors_leaves_out_as_many_of_each_gender_drawn_from_the_se
         without_some_actors(actors, genders, drop=16, seed=1)
 
 
-def test_bagged_members_each_train_without_their_own_actors(synthetic_dataset, monkeypatch):
+@pytest.mark.parametrize("train_on_val", [True, False])
+def test_bagged_members_each_train_without_their_own_actors(synthetic_dataset, monkeypatch, train_on_val):
     import keras
 
     cfg = small_config(synthetic_dataset, train={"epochs": 1, "ensemble": 3, "bag_drop_actors": 2,
-                                                 "train_on_val": True, "warmup_epochs": 0})
+                                                 "train_on_val": train_on_val, "warmup_epochs": 0})
     split = load_split(prepare(cfg, progress=False).split_dir)
-    X = np.concatenate([split.X_train, split.X_val])
-    actors = pd.concat([manifest_rows(split, "train"), manifest_rows(split, "val")])["actor"].to_numpy()
+    parts = ["train", "val"] if train_on_val else ["train"]
+    X = np.concatenate([getattr(split, f"X_{part}") for part in parts])
+    actors = pd.concat([manifest_rows(split, part) for part in parts])["actor"].to_numpy()
     seen = []
     original = keras.Model.fit
 
@@ -233,7 +235,7 @@ def test_bagged_members_each_train_without_their_own_actors(synthetic_dataset, m
     monkeypatch.setattr(keras.Model, "fit", spy)
     fit(cfg, split, verbose=0)
     every = sorted(set(actors))
-    assert every == [2, 3, 4, 5, 6] and len(seen) == 3
+    assert every == ([2, 3, 4, 5, 6] if train_on_val else [3, 4, 5, 6]) and len(seen) == 3
     for member, kept in enumerate(seen):
         dropped = sorted(set(every) - set(kept))
         assert len(dropped) == 2 and sum(a % 2 for a in dropped) == 1
@@ -567,9 +569,37 @@ def test_mutual_members_train_together_and_save_as_the_plain_ensemble(synthetic_
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_mutual_loss_holds_the_peers_constant(rng):
+    """The gradient reaches each member through its own probabilities only: the peers' mean is a
+    target, as in deep mutual learning, not a second path that would pull the peers too."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the gradient is taken with TensorFlow's GradientTape")
+    import tensorflow as tf
+
+    probabilities = rng.dirichlet(np.ones(8), size=(4, 3)).astype("float32")
+    target = np.eye(8, dtype="float32")[[1, 2, 5, 5]]
+    y_pred = tf.Variable(probabilities)
+    with tf.GradientTape() as tape:
+        loss = MutualLoss(0.5)(target, y_pred)
+    peers = (probabilities.sum(1, keepdims=True) - probabilities) / 2
+    expected = (-target[:, None] / probabilities - 0.5 * peers / probabilities) / 4  # mean over the batch
+    np.testing.assert_allclose(tape.gradient(loss, y_pred).numpy(), expected, rtol=1e-4)
+
+
+def test_mutual_members_make_a_run_folder_through_train(synthetic_dataset, tmp_path):
+    cfg = small_config(synthetic_dataset, train={"epochs": 1, "ensemble": 2, "mutual_weight": 1.0,
+                                                 "warmup_epochs": 0})
+    split_dir = prepare(cfg, progress=False).split_dir
+    result = train_module.train(cfg, split_dir=split_dir, runs_dir=tmp_path / "runs", export=False, verbose=0)
+    assert result.metrics["models"] == 2 and result.metrics["kept_epoch"] == [1]
+    assert (result.run_dir / "metrics.json").is_file() and (result.run_dir / "model.keras").is_file()
+
+
 def test_mutual_weight_pulls_the_members_predictions_together(rng):
-    """Two small softmax members from the same start, fitted side by side: the KL term makes them
-    agree more than their own cross-entropies alone do."""
+    """Two small softmax members fitted side by side, from the same two starts with and without
+    the KL term: with it they agree more than their own cross-entropies alone make them."""
     import keras
 
     x = rng.standard_normal((64, 6)).astype("float32")
@@ -593,6 +623,8 @@ def test_mutual_weight_pulls_the_members_predictions_together(rng):
                                               ({"mutual_weight": -1.0}, "train.mutual_weight"),
                                               ({"mixstyle_p": 1.5}, "train.mixstyle_p"),
                                               ({"bag_drop_actors": 1}, "train.bag_drop_actors"),
+                                              ({"mutual_weight": 1.0, "ensemble": 2, "bag_drop_actors": 2},
+                                               "set one of them to 0"),
                                               ({"bag_drop_actors": -2}, "train.bag_drop_actors"),
                                               ({"mixstyle_p": 0.5, "mixstyle_alpha": 0.0}, "train.mixstyle_alpha"),
                                               ({"mutual_weight": 1.0, "ensemble": 1}, "train.ensemble >= 2"),

@@ -187,7 +187,8 @@ class TrainConfig:
     # >0: the ensemble's members train together on the same batches, each one's loss its
     # cross-entropy plus this times the KL divergence from the mean of the others' probabilities
     # (deep mutual learning, train.MutualLoss); history.csv then has one row per epoch, its loss
-    # the sum over the members. 0: each member trains alone, on its own seed's batches. Round 36:
+    # the sum over the members (which restore_best and the plateau schedule then follow), its
+    # accuracy the ensemble's. 0: each member trains alone, on its own seed's batches. Round 36:
     # 1.0 lost 1.9 validation UA as the 3-member ensemble (67.3 against 69.2), 0.9 for its members alone
     mutual_weight: float = 0.0
     # >0 (even): each member trains without this many of its training actors, half of each

@@ -156,6 +156,8 @@ def mix_band_statistics(x: np.ndarray, rng: np.random.Generator, *, alpha: float
     Returns
     -------
     np.ndarray, shape (batch, n_mels, n_frames), ``x``'s dtype
+        Not clipped: a band moved to a louder or wider partner's statistics may leave
+        ``[floor, 0]`` dB; the model's input normalisation takes any range.
     """
     mean = x.mean(axis=2, keepdims=True)
     std = np.sqrt(x.var(axis=2, keepdims=True) + eps)
@@ -337,9 +339,11 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
-    if not 0 <= cfg.train.mixstyle_p <= 1 or cfg.train.mixstyle_alpha <= 0:
-        raise ValueError(f"train.mixstyle_p must be in [0, 1] and train.mixstyle_alpha above 0, not "
-                         f"{cfg.train.mixstyle_p} and {cfg.train.mixstyle_alpha}")
+    if not 0 <= cfg.train.mixstyle_p <= 1:
+        raise ValueError(f"train.mixstyle_p is the share of batches mixed: in [0, 1], not {cfg.train.mixstyle_p}")
+    if cfg.train.mixstyle_p and cfg.train.mixstyle_alpha <= 0:
+        raise ValueError(f"train.mixstyle_alpha is a Beta distribution's parameter: above 0, not "
+                         f"{cfg.train.mixstyle_alpha}")
     for name in ("time_stretch", "freq_warp"):
         if not 0 <= getattr(cfg.train, name) < 1:
             raise ValueError(f"train.{name} must be in [0, 1), not {getattr(cfg.train, name)}")
@@ -383,6 +387,9 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         if snapshots or cfg.train.intensity_weight:
             raise ValueError("train.mutual_weight trains plain members together: it needs "
                              "train.snapshot_epochs=[] and train.intensity_weight=0")
+        if cfg.train.bag_drop_actors:
+            raise ValueError("train.bag_drop_actors gives each member its own actors, train.mutual_weight fits "
+                             "the members on the same batches: set one of them to 0")
         log = None if run_dir is None else run_dir / "history.csv"
         members, frame = _fit_one(cfg, split, seed=cfg.seed, log=log, verbose=verbose,
                                   together=cfg.train.ensemble)
@@ -433,8 +440,14 @@ def without_some_actors(actors: np.ndarray, genders: np.ndarray, *, drop: int, s
     drop : int
         Even, and under twice the actors of the rarer gender.
     seed : int
+
+    Returns
+    -------
+    np.ndarray, shape (n,), bool
     """
-    rng = np.random.default_rng([seed, 1])  # apart from the stream that draws the batches
+    # NumPy pads a seed list with zeros, so this is also the stream of epoch 1's shuffle; harmless,
+    # since it picks actors there and clips here, and round 38's runs were drawn from it
+    rng = np.random.default_rng([seed, 1])
     left_out = []
     for gender in sorted(set(genders)):
         pool = sorted(set(actors[genders == gender]))
@@ -469,16 +482,25 @@ class MutualLoss(keras.losses.Loss):
     the members, so that each member's gradient is the one it gets alone plus the pull towards
     its peers, and its L2 term keeps its weight.
 
-    ``y_true`` has shape ``(batch, classes)``, ``y_pred`` ``(batch, members, classes)`` (members'
-    probabilities); the loss per clip has shape ``(batch,)``.
+    Parameters
+    ----------
+    weight : float
+        The KL term's weight; 0 trains each member as it would train alone.
+    label_smoothing : float
+        Share of each target spread evenly over the classes, as ``train.label_smoothing``.
+
+    ``y_true`` has shape ``(batch, classes)``, ``y_pred`` ``(batch, members, classes)`` (the
+    members' probabilities); the loss per clip has shape ``(batch,)``.
     """
 
-    def __init__(self, weight: float, *, label_smoothing: float = 0.0, name: str = "mutual_loss"):
-        super().__init__(name=name)
+    def __init__(self, weight: float, *, label_smoothing: float = 0.0, name: str = "mutual_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
         self.weight, self.label_smoothing = weight, label_smoothing
 
     def call(self, y_true, y_pred):
         num_members, num_classes = y_pred.shape[1], y_pred.shape[2]
+        if num_members < 2:
+            raise ValueError(f"MutualLoss needs the probabilities of 2 or more members, not {num_members}")
         if self.label_smoothing:
             y_true = y_true * (1 - self.label_smoothing) + self.label_smoothing / num_classes
         probabilities = ops.clip(y_pred, keras.config.epsilon(), 1.0)
@@ -501,7 +523,9 @@ def ensemble_accuracy(y_true, y_pred):
 
 
 def stacked_members(members: list[keras.Model]) -> keras.Model:
-    """One model for training ``members`` together: output ``(batch, members, classes)``."""
+    """One model for training ``members`` (2 or more) together: output ``(batch, members, classes)``."""
+    if len(members) < 2:
+        raise ValueError(f"stacked_members needs 2 or more members, not {len(members)}")
     inputs = keras.Input(shape=members[0].input_shape[1:], name="log_mel")
     outputs = [layers.Reshape((1, -1))(keras.Model(m.input, m.output, name=f"emotion_cnn_{i}")(inputs))
                for i, m in enumerate(members, 1)]
@@ -525,10 +549,10 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     if cfg.train.bag_drop_actors:
         parts = ("train", "val") if cfg.train.train_on_val else ("train",)
         rows = pd.concat([manifest_rows(split, part) for part in parts])
-        kept = without_some_actors(rows["actor"].to_numpy(), rows["gender"].to_numpy(),
-                                   drop=cfg.train.bag_drop_actors, seed=seed)
-        X, y = X[kept], y[kept]
-        strong = None if strong is None else strong[kept]
+        bagged = without_some_actors(rows["actor"].to_numpy(), rows["gender"].to_numpy(),
+                                     drop=cfg.train.bag_drop_actors, seed=seed)
+        X, y = X[bagged], y[bagged]
+        strong = None if strong is None else strong[bagged]
     trained = [build_model(X.shape[1:], num_classes, cfg.model) for _ in range(together)]
     for model in trained:
         adapt_normalization(model, X)
@@ -581,8 +605,8 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
     frame["kept"] = np.arange(len(frame)) == kept
     models = snapshots.models(model) + trained
     if cfg.train.precise_bn:
-        for trained in models:
-            recalibrate_batch_norm(trained, X)
+        for each in models:
+            recalibrate_batch_norm(each, X)
     return models, frame
 
 
@@ -626,8 +650,10 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     atomic_save_csv(run_dir / "history.csv", history)
     result = evaluate.evaluate_split(model, split, run_dir)
     result.metrics.update(
-        train_seconds=round(train_seconds, 1), models=int(history["member"].max()), epochs_run=len(history),
-        kept_epoch=[int(f.loc[f["kept"], "epoch"].iloc[0]) for _, f in history.groupby("member")],
+        train_seconds=round(train_seconds, 1), models=cfg.train.ensemble, epochs_run=len(history),
+        # members fitted together (train.mutual_weight) share one history and one kept epoch
+        kept_epoch=[int(f.loc[f["kept"], "epoch"].iloc[0])
+                    for _, f in (history.groupby("member") if "member" in history else [(1, history)])],
         snapshot_epochs=sorted(cfg.train.snapshot_epochs),
         seconds_per_epoch=round(float(history["epoch_seconds"].mean()), 2),
         parameters=int(model.count_params()), backend=keras.backend.backend(),
