@@ -1,0 +1,53 @@
+import numpy as np
+import pandas as pd
+from conftest import benchmark_script, make_dataset
+
+from emotion_cnn import cv
+from emotion_cnn.config import Config, ModelConfig
+from emotion_cnn.model import adapt_normalization, build_model
+from emotion_cnn.splits import EMOBOX_VAL_ACTORS
+from emotion_cnn.train import average_models
+
+
+def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng, monkeypatch, capsys):
+    data = make_dataset(tmp_path / "ravdess", rng, actors=range(1, 25), repetitions=(1,), emotions=(1, 5),
+                        seconds=1.0)
+    monkeypatch.setenv("RAVDESS_DIR", str(data))
+    monkeypatch.setattr("sys.argv", ["export_features.py", str(tmp_path / "f.npz")])
+    assert benchmark_script("export_features").main() == 0
+    X, meta, _ = cv.load_exported(str(tmp_path / "f.npz"), Config())
+    import keras
+
+    members = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        member = build_model(X.shape[1:], 8, ModelConfig(filters=[4, 8], recurrent_units=0))
+        adapt_normalization(member, X)
+        members.append(member)
+    models = tmp_path / "models"
+    models.mkdir()
+    average_models(members).save(models / "fold3.keras")
+    score_tta = benchmark_script("score_tta")
+
+    def run(*options: str) -> pd.DataFrame:
+        out = tmp_path / "out.csv"
+        monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(models), str(out), *options])
+        assert score_tta.main() == 0
+        return pd.read_csv(out)
+
+    cfg = Config()
+    cfg.split.fold = 3
+    split = cv.fold_split(X, meta, cfg, name="emobox-fold3")
+    second = run("--member", "2", "--copies", "0")
+    assert sorted(second["actor"].unique()) == sorted(EMOBOX_VAL_ACTORS[3]) and set(second["fold"]) == {3}
+    np.testing.assert_allclose(second[[c for c in second if c.startswith("p_")]].to_numpy(),
+                               members[1].predict(split.X_val, verbose=0), atol=2e-4)
+    columns = [c for c in second if c.startswith("p_")]
+    whole = run("--copies", "0")[columns].to_numpy()
+    np.testing.assert_allclose(whole, np.mean([m.predict(split.X_val, verbose=0) for m in members], axis=0), atol=2e-4)
+    augmented = run("--copies", "2")[columns].to_numpy()  # each clip averaged over 2 masked, shifted copies
+    assert augmented.shape == whole.shape and not np.allclose(augmented, whole, atol=1e-3)
+    monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(models), str(tmp_path / "x.csv"),
+                                     "--member", "3"])
+    assert score_tta.main() == 1
+    assert "no member 3 (its members: emotion_cnn_1, emotion_cnn_2)" in capsys.readouterr().err
