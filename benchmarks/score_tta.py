@@ -58,7 +58,7 @@ def main() -> int:
         fold = int(re.fullmatch(r"fold(\d)\.keras", path.name).group(1))
         cfg.split.protocol, cfg.split.fold = "emobox", fold
         split = fold_split(X, meta, cfg, name=f"emobox-fold{fold}")
-        part = split.manifest[split.manifest["split"] == "val"].sort_values("index_in_split")
+        part = split.rows("val")
         model = keras.models.load_model(path, safe_mode=True)
         if args.member is not None:
             members = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]

@@ -12,7 +12,7 @@ from emotion_cnn import train as train_module
 from emotion_cnn.cv import cross_validate
 from emotion_cnn.config import LABEL_INDEX, TrainConfig
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split, manifest_rows,
+from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split,
                                 mix_band_statistics, new_run_dir, seed_everything, strong_intensity, warp,
                                 without_some_actors)
 
@@ -223,7 +223,7 @@ def test_bagged_members_each_train_without_their_own_actors(synthetic_dataset, m
     split = load_split(prepare(cfg, progress=False).split_dir)
     parts = ["train", "val"] if train_on_val else ["train"]
     X = np.concatenate([getattr(split, f"X_{part}") for part in parts])
-    actors = pd.concat([manifest_rows(split, part) for part in parts])["actor"].to_numpy()
+    actors = pd.concat([split.rows(part) for part in parts])["actor"].to_numpy()
     seen = []
     original = keras.Model.fit
 

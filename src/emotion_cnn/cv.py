@@ -138,8 +138,7 @@ def train_and_score(cfg: Config, split, *, on: str = "test", verbose: int = 0,
     if model_path is not None:
         save_model_atomic(model, Path(model_path))
     X_eval, y_eval = getattr(split, f"X_{on}"), getattr(split, f"y_{on}")
-    part = split.manifest[split.manifest["split"] == on].sort_values("index_in_split")
-    return evaluate_predictions(predict_probabilities(model, X_eval), y_eval, split.labels, part), history
+    return evaluate_predictions(predict_probabilities(model, X_eval), y_eval, split.labels, split.rows(on)), history
 
 
 def _commit() -> str:

@@ -104,9 +104,8 @@ def predict_probabilities(model, X: np.ndarray, *, batch_size: int = 64) -> np.n
 
 def evaluate_split(model, split, out_dir: Path | None = None) -> Evaluation:
     """Evaluate ``model`` on ``split``'s test set and, if ``out_dir``, save everything."""
-    manifest = split.manifest[split.manifest["split"] == "test"].sort_values("index_in_split")
     evaluation = evaluate_predictions(predict_probabilities(model, split.X_test), split.y_test,
-                                      split.labels, manifest)
+                                      split.labels, split.rows("test"))
     if out_dir is not None:
         history_file = Path(out_dir) / "history.csv"
         history = pd.read_csv(history_file) if history_file.exists() else None

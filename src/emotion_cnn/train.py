@@ -43,6 +43,14 @@ class Split:
     manifest: pd.DataFrame
     info: dict
 
+    def rows(self, part: str) -> pd.DataFrame:
+        """The manifest's rows of ``part`` (train, val, test), in the order of its ``X_<part>``."""
+        rows = self.manifest[self.manifest["split"] == part].sort_values("index_in_split")
+        if len(rows) != len(getattr(self, f"y_{part}")):
+            raise ValueError(f"{self.directory}: manifest.csv lists {len(rows)} {part} clips, "
+                             f"X_{part}.npy holds {len(getattr(self, f'y_{part}'))}: prepare it again")
+        return rows
+
 
 def load_split(directory: str | Path) -> Split:
     directory = Path(directory)
@@ -409,19 +417,10 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     return average_models(members), pd.concat(frames, ignore_index=True)
 
 
-def manifest_rows(split: Split, part: str) -> pd.DataFrame:
-    """``split``'s manifest rows of ``part`` (train, val, test), in the order of its ``X_<part>``."""
-    rows = split.manifest[split.manifest["split"] == part].sort_values("index_in_split")
-    if len(rows) != len(getattr(split, f"y_{part}")):
-        raise ValueError(f"{split.directory}: manifest.csv lists {len(rows)} {part} clips, "
-                         f"X_{part}.npy holds {len(getattr(split, f'y_{part}'))}: prepare it again")
-    return rows
-
-
 def strong_intensity(split: Split, part: str) -> np.ndarray:
     """Shape ``(n,)``: 1.0 for each clip of ``split``'s ``part`` (train, val, test) acted with
     strong intensity, else 0.0, in the order of its ``X_<part>``."""
-    rows = manifest_rows(split, part)
+    rows = split.rows(part)
     if unknown := set(rows["intensity"]) - {"normal", "strong"}:
         raise ValueError(f"{split.directory}: manifest.csv gives intensities {sorted(map(str, unknown))}, "
                          "not 'normal' or 'strong': prepare it again")
@@ -522,14 +521,21 @@ def ensemble_accuracy(y_true, y_pred):
                     "float32")
 
 
+def _members_on_one_input(members: list[keras.Model]):
+    """A shared input and each member's output on it, the members named ``emotion_cnn_1``, ... (the
+    names ``score_tta.py --member`` and the tests look them up by)."""
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="log_mel")
+    return inputs, [keras.Model(m.input, m.output, name=f"emotion_cnn_{i}")(inputs)
+                    for i, m in enumerate(members, 1)]
+
+
 def stacked_members(members: list[keras.Model]) -> keras.Model:
     """One model for training ``members`` (2 or more) together: output ``(batch, members, classes)``."""
     if len(members) < 2:
         raise ValueError(f"stacked_members needs 2 or more members, not {len(members)}")
-    inputs = keras.Input(shape=members[0].input_shape[1:], name="log_mel")
-    outputs = [layers.Reshape((1, -1))(keras.Model(m.input, m.output, name=f"emotion_cnn_{i}")(inputs))
-               for i, m in enumerate(members, 1)]
-    return keras.Model(inputs, layers.Concatenate(axis=1, name="members")(outputs), name="mutual_ensemble")
+    inputs, outputs = _members_on_one_input(members)
+    stacked = layers.Concatenate(axis=1, name="members")([layers.Reshape((1, -1))(out) for out in outputs])
+    return keras.Model(inputs, stacked, name="mutual_ensemble")
 
 
 def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose: int | str, together: int = 1):
@@ -548,7 +554,7 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
         validation = None
     if cfg.train.bag_drop_actors:
         parts = ("train", "val") if cfg.train.train_on_val else ("train",)
-        rows = pd.concat([manifest_rows(split, part) for part in parts])
+        rows = pd.concat([split.rows(part) for part in parts])
         bagged = without_some_actors(rows["actor"].to_numpy(), rows["gender"].to_numpy(),
                                      drop=cfg.train.bag_drop_actors, seed=seed)
         X, y = X[bagged], y[bagged]
@@ -626,10 +632,8 @@ def average_models(members: list[keras.Model]) -> keras.Model:
     so it still loads in safe mode); a single member is returned as it is."""
     if len(members) == 1:
         return members[0]
-    inputs = keras.Input(shape=members[0].input_shape[1:], name="log_mel")
-    outputs = layers.Average(name="emotion")(
-        [keras.Model(m.input, m.output, name=f"emotion_cnn_{i}")(inputs) for i, m in enumerate(members, 1)])
-    return keras.Model(inputs, outputs, name="emotion_cnn_ensemble")
+    inputs, outputs = _members_on_one_input(members)
+    return keras.Model(inputs, layers.Average(name="emotion")(outputs), name="emotion_cnn_ensemble")
 
 
 def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | None = None,
