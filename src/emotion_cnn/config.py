@@ -156,6 +156,11 @@ class ModelConfig:
     # later blocks cannot lean on single units of the maps before; 0: off. Round 31: 0.2 lost
     # 14.4 validation UA on seed 42 (52.9 against 67.3), under the default on every fold
     block_dropout: float = 0.0
+    # True: 1-D convs over time only (kernel 5 frames), the mel bands as the input's channels, so
+    # each filter sees the whole spectrum of a few frames; blocks of filters[i] channels, each
+    # halving the frames; a member of another kind than the 2-D default (round 40). Wants wider
+    # blocks, e.g. [128, 128, 256, 256]; pooling time or global (the same over time alone)
+    temporal: bool = False
     l2: float = 1e-4
 
 

@@ -33,7 +33,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     features, read by two 1-D convs over time whose mean and max join the pooled features; the
     CNN reads the rest. Then dropout and a softmax layer. With
     ``utterance_norm`` each clip's mean per mel band (over its frames) is subtracted after the
-    normalisation.
+    normalisation. With ``temporal`` the blocks are 1-D convs over time (5 frames) that read
+    the mel bands as channels, then 2x max pooling over time; pooling and the GRU read their
+    frames.
 
     Parameters
     ----------
@@ -80,6 +82,8 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     if not -len(config.filters) <= config.recurrent_block <= -1:
         raise ValueError(f"model.recurrent_block must be -1 (the last block) to "
                          f"-{len(config.filters)} (the first), not {config.recurrent_block}")
+    if config.temporal:
+        return _temporal_model(inputs, x, input_shape, num_classes, config, summaries, l2)
     block_maps = []
     for block, filters in enumerate(config.filters, start=1):
         block_input = x
@@ -129,16 +133,52 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         rows, steps, channels = feature_map.shape[1:]
         sequence = layers.Reshape((steps, rows * channels), name="frames_as_sequence")(
             layers.Permute((2, 1, 3), name="time_first")(feature_map))
-        for layer in range(1, config.recurrent_layers):
-            sequence = layers.Bidirectional(layers.GRU(config.recurrent_units, return_sequences=True),
-                                            name=f"recurrent_stack{layer}")(sequence)
-        summaries.append(layers.Bidirectional(layers.GRU(config.recurrent_units),
-                                              name="recurrent")(sequence))
+        summaries.append(_recurrent_summary(sequence, config))
+    return _classifier(inputs, summaries, num_classes, config, l2)
+
+
+def _recurrent_summary(sequence, config: ModelConfig):
+    """The final states of the (stacked) bidirectional GRU over ``(batch, steps, features)``."""
+    for layer in range(1, config.recurrent_layers):
+        sequence = layers.Bidirectional(layers.GRU(config.recurrent_units, return_sequences=True),
+                                        name=f"recurrent_stack{layer}")(sequence)
+    return layers.Bidirectional(layers.GRU(config.recurrent_units), name="recurrent")(sequence)
+
+
+def _classifier(inputs, summaries: list, num_classes: int, config: ModelConfig, l2) -> keras.Model:
     x = layers.Concatenate(name="stats_pool")(summaries)
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
                            name="emotion")(x)
     return keras.Model(inputs, outputs, name="emotion_cnn")
+
+
+def _temporal_model(inputs, x, input_shape: tuple[int, int], num_classes: int, config: ModelConfig,
+                    summaries: list, l2) -> keras.Model:
+    """:func:`build_model`'s blocks with ``temporal``: ``x`` ``(batch, rows, frames, 1)``
+    normalised, read as ``(batch, frames, rows)``, the rows as channels."""
+    if config.residual or config.convs_per_block != 1:
+        raise ValueError("model.temporal has one conv a block and no residual connections")
+    if config.pooling not in ("time", "global"):
+        raise ValueError(f"model.temporal pools over time only: pooling 'time' or 'global', not {config.pooling!r}")
+    rows, frames = input_shape
+    x = layers.Reshape((frames, rows), name="bands_as_channels")(
+        layers.Permute((2, 1, 3), name="time_first_input")(x))
+    block_maps = []
+    for block, filters in enumerate(config.filters, start=1):
+        x = layers.Conv1D(filters, 5, padding="same", use_bias=False, kernel_regularizer=l2,
+                          name=f"block{block}_conv1")(x)
+        x = layers.BatchNormalization(name=f"block{block}_bn1")(x)
+        x = layers.Activation("relu", name=f"block{block}_relu1")(x)
+        x = layers.MaxPooling1D(2, name=f"block{block}_pool")(x)
+        if config.block_dropout:
+            x = layers.Dropout(config.block_dropout, name=f"block{block}_dropout")(x)
+        block_maps.append(x)  # (batch, frames, channels)
+    summaries += [layers.GlobalAveragePooling1D(name="mean_pool")(x),
+                  layers.GlobalMaxPooling1D(name="max_pool")(x)]
+    if config.recurrent_units:
+        summaries.append(_recurrent_summary(block_maps[config.recurrent_block], config))
+    return _classifier(inputs, summaries, num_classes, config, l2)
 
 
 def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
