@@ -194,6 +194,38 @@ def test_recurrent_block_outside_the_model_is_refused(recurrent_block):
         build_model((16, 40), 4, ModelConfig(filters=[4, 8], recurrent_block=recurrent_block))
 
 
+def test_temporal_blocks_see_every_band_of_a_few_frames(rng):
+    """With ``temporal`` a change in one mel band at one frame reaches every channel of the first
+    conv's output, at that frame and the 2 frames on each side only; the 2-D default's stays
+    within 1 band and 1 frame of it."""
+    import keras
+
+    X = rng.standard_normal((1, 16, 40)).astype("float32")
+    nudged = X.copy()
+    nudged[0, 5, 20] += 3.0
+    for temporal, changed_frames in ((True, [18, 19, 20, 21, 22]), (False, [19, 20, 21])):
+        model = build_model((16, 40), 4, ModelConfig(filters=[6, 8], temporal=temporal))
+        adapt_normalization(model, rng.standard_normal((8, 16, 40)))
+        probe = keras.Model(model.input, model.get_layer("block1_conv1").output)
+        delta = np.abs(np.asarray(probe(nudged)) - np.asarray(probe(X)))[0] > 1e-6
+        if temporal:  # (frames, channels)
+            assert np.flatnonzero(delta.any(axis=1)).tolist() == changed_frames
+            assert delta[20].all()
+        else:  # (bands, frames, channels)
+            assert np.flatnonzero(delta.any(axis=(0, 2))).tolist() == changed_frames
+            assert np.flatnonzero(delta.any(axis=(1, 2))).tolist() == [4, 5, 6]
+    assert model.get_layer("block2_pool").output.shape[1:] == (4, 10, 8)
+    temporal_model = build_model((16, 40), 4, ModelConfig(filters=[6, 8], temporal=True))
+    assert temporal_model.get_layer("block2_pool").output.shape[1:] == (10, 8)
+
+
+@pytest.mark.parametrize("options, message", [({"residual": True, "convs_per_block": 2}, "one conv a block"),
+                                               ({"pooling": "attention"}, "pooling 'time' or 'global'")])
+def test_temporal_refuses_what_it_does_not_build(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_model((16, 40), 4, ModelConfig(filters=[4], temporal=True, **options))
+
+
 def test_unknown_pooling_is_refused():
     with pytest.raises(ValueError, match="model.pooling.*'median'"):
         build_model((16, 40), 4, ModelConfig(filters=[4], pooling="median"))
@@ -204,7 +236,9 @@ def test_unknown_pooling_is_refused():
                                      {"recurrent_units": 4, "recurrent_layers": 2},
                                      {"recurrent_units": 0}, {"pooling": "global"},
                                      {"block_dropout": 0.2},
-                                     {"convs_per_block": 2, "residual": True}, {"pitch_rows": 2}])
+                                     {"convs_per_block": 2, "residual": True}, {"pitch_rows": 2},
+                                     {"temporal": True}, {"temporal": True, "pitch_rows": 2,
+                                                          "recurrent_block": -2}])
 def test_every_model_option_saves_and_loads_in_safe_mode(rng, tmp_path, options):
     import keras
 
