@@ -94,7 +94,8 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
 
     Each report's probabilities weigh as many members as it trained. Refused unless the reports
     ran the same folds, settings (apart from ``train.ensemble`` and ``seed``) and Keras backend,
-    and their member seeds follow on from each other without a gap or an overlap.
+    and their member seeds follow on from each other without a gap or an overlap, and have no
+    temporal members (``train.temporal_members``), whose seeds start again at ``seed``.
     """
     runs = sorted(([json.loads((Path(d) / "metrics.json").read_text()), Path(d)] for d in report_dirs),
                   key=lambda run: run[0]["config"]["seed"])
@@ -108,6 +109,9 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
         if config["seed"] != next_seed:
             raise ValueError(f"{directory}: its members start at seed {config['seed']}, not {next_seed}: "
                              "the merged members must be seeds that follow on from each other")
+        if config["train"]["temporal_members"]:
+            raise ValueError(f"{directory}: has train.temporal_members={config['train']['temporal_members']}: "
+                             "--merge joins runs of 2-D members only, whose seeds follow on")
         next_seed += count
         config["train"]["ensemble"] = config["seed"] = None
     backends = [report_backend(metrics) for metrics, _ in runs]

@@ -109,12 +109,12 @@ def benchmark_script(name: str):
 
 def small_config(data_dir: Path, **overrides) -> Config:
     """A quick config over ``data_dir``: small features, one worker, actors protocol 1 | 2 | rest,
-    one model (tests of ensembles ask for more; test_cli trains the default number)."""
+    one model (tests of ensembles ask for more; test_cli trains the default members)."""
     base = {
         "data_dir": str(data_dir), "workers": 1,
         "features": {"duration": 1.0, "n_mels": 32, "hop_length": 256, "win_length": 512},
         "split": {"protocol": "actors", "test_actors": [1], "val_actors": [2]},
-        "train": {"epochs": 2, "batch_size": 16, "ensemble": 1},
+        "train": {"epochs": 2, "batch_size": 16, "ensemble": 1, "temporal_members": 0},
         "model": {"filters": [8, 16]},
     }
     for key, value in overrides.items():

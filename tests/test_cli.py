@@ -18,7 +18,8 @@ def _write_config(tmp_path, data_dir, **overrides) -> str:
 
 
 def test_prepare_train_evaluate_from_the_command_line(synthetic_dataset, project_root, tmp_path, capsys):
-    config = _write_config(tmp_path, synthetic_dataset, train={"ensemble": Config().train.ensemble})
+    config = _write_config(tmp_path, synthetic_dataset, train={"ensemble": Config().train.ensemble,
+                                                               "temporal_members": Config().train.temporal_members})
     assert main(["prepare", "--config", config, "--test-actors", "3", "--val-actors", "4", "--quiet"]) == 0
     split_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert split_dir.name == "actors-test3"  # actor lists imply the actors protocol
@@ -30,7 +31,8 @@ def test_prepare_train_evaluate_from_the_command_line(synthetic_dataset, project
     assert "test WA" in out and (project_root / "emotion_cnn_model.keras").is_file()
     run_dir = Path(out.split("run ", 1)[1].split()[0])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    default_members = Config().train.ensemble
+    default_members = Config().train.ensemble + Config().train.temporal_members
+    assert Config().train.temporal_members == 1  # round 41: three 2-D members and one temporal
     assert metrics["models"] == default_members and metrics["epochs_run"] == default_members  # x 1 epoch
     assert metrics["split"] == str(split_dir)
 

@@ -73,7 +73,7 @@ def write_report(directory, probabilities: np.ndarray, true: list[str], folds: l
                  seed: int, members: int, hardware: str = "cpu", **settings) -> None:
     """A test benchmark report of ``members`` models from ``seed``: metrics.json and predictions.csv."""
     config = config_from_dict({**Config().to_dict(), "seed": seed}).to_dict()
-    config["train"]["ensemble"] = members
+    config["train"]["ensemble"], config["train"]["temporal_members"] = members, 0
     for section, values in settings.items():
         config[section].update(values)
     directory.mkdir(parents=True)
@@ -129,6 +129,7 @@ def test_merge_keeps_the_backend_its_reports_share_and_refuses_two(score_ensembl
     (45, 1, {}, "start at seed 45, not 44"),
     (43, 1, {}, "start at seed 43, not 44"),
     (44, 1, {"model": {"recurrent_units": 32}}, "other settings.*model"),
+    (44, 1, {"train": {"temporal_members": 1}}, "b: has train.temporal_members=1"),
 ])
 def test_merge_refuses_members_that_a_single_run_would_not_have_trained(score_ensemble, tmp_path, seed,
                                                                         members, settings, message):

@@ -281,6 +281,28 @@ def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_minus_1(synth
                                   single_history["loss"].to_numpy())
 
 
+def test_temporal_members_follow_the_2d_ones_each_as_a_single_temporal_model_of_its_seed(synthetic_dataset, tmp_path):
+    """Round 41's members: train.temporal_members 1-D models after the 2-D ones, seeds from
+    ``seed`` again, each trained as search.py trains one with model.temporal on that seed."""
+    import keras
+
+    cfg = small_config(synthetic_dataset, seed=7, train={"epochs": 2, "ensemble": 1, "temporal_members": 2},
+                       model={"temporal_filters": [8, 8]})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    ensemble, history = fit(cfg, split, run_dir=tmp_path, verbose=0)
+    assert list(history["member"]) == [1, 1, 2, 2, 3, 3]
+    assert [p.name for p in sorted(tmp_path.glob("history-member*.csv"))] == [
+        f"history-member{m}.csv" for m in (1, 2, 3)]
+    members = [layer for layer in ensemble.layers if isinstance(layer, keras.Model)]
+    assert [any(isinstance(layer, keras.layers.Conv1D) for layer in m.layers) for m in members] == [False, True, True]
+    single, single_history = fit(small_config(synthetic_dataset, seed=8, train={"epochs": 2, "ensemble": 1},
+                                              model={"temporal": True, "filters": [8, 8]}), split, verbose=0)
+    x = split.X_test[:8]
+    np.testing.assert_array_equal(members[2].predict(x, verbose=0), single.predict(x, verbose=0))
+    np.testing.assert_array_equal(history.loc[history["member"] == 3, "loss"].to_numpy(),
+                                  single_history["loss"].to_numpy())
+
+
 def test_restore_best_keeps_the_lowest_validation_loss_epoch_and_off_the_last(synthetic_dataset):
     cfg = small_config(synthetic_dataset, train={"epochs": 4, "ensemble": 1, "train_on_val": False,
                                                  "restore_best": True, "schedule": "plateau",
@@ -633,6 +655,9 @@ def test_mutual_weight_pulls_the_members_predictions_together(rng):
                                               ({"mutual_weight": 1.0, "ensemble": 2, "intensity_weight": 0.5},
                                                "train.intensity_weight=0"),
                                               ({"ensemble": 0}, "train.ensemble"),
+                                              ({"temporal_members": -1}, "train.temporal_members"),
+                                              ({"mutual_weight": 1.0, "ensemble": 2, "temporal_members": 1},
+                                               "train.temporal_members=0"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
                                               ({"freq_warp": -0.1}, "train.freq_warp"),
                                               ({"ema_momentum": 1.0}, "train.ema_momentum"),

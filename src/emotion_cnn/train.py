@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -330,7 +330,8 @@ def new_run_dir(split: Split, *, runs_dir: Path | None = None) -> Path:
 
 
 def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int | str = "auto"):
-    """Build, adapt and fit ``cfg.train.ensemble`` models on ``split``.
+    """Build, adapt and fit ``cfg.train.ensemble`` models on ``split``, then
+    ``cfg.train.temporal_members`` 1-D temporal ones (``model.temporal``).
 
     Returns
     -------
@@ -347,6 +348,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
+    if cfg.train.temporal_members < 0:
+        raise ValueError(f"train.temporal_members must be 0 (none) or more, not {cfg.train.temporal_members}")
     if not 0 <= cfg.train.mixstyle_p <= 1:
         raise ValueError(f"train.mixstyle_p is the share of batches mixed: in [0, 1], not {cfg.train.mixstyle_p}")
     if cfg.train.mixstyle_p and cfg.train.mixstyle_alpha <= 0:
@@ -398,17 +401,23 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         if cfg.train.bag_drop_actors:
             raise ValueError("train.bag_drop_actors gives each member its own actors, train.mutual_weight fits "
                              "the members on the same batches: set one of them to 0")
+        if cfg.train.temporal_members:
+            raise ValueError("train.mutual_weight fits members of one kind together: it needs "
+                             "train.temporal_members=0")
         log = None if run_dir is None else run_dir / "history.csv"
         members, frame = _fit_one(cfg, split, seed=cfg.seed, log=log, verbose=verbose,
                                   together=cfg.train.ensemble)
         return average_models(members), frame
+    temporal = replace(cfg, model=replace(cfg.model, temporal=True, filters=list(cfg.model.temporal_filters)))
+    kinds = ([(cfg, seed) for seed in range(cfg.seed, cfg.seed + cfg.train.ensemble)]
+             + [(temporal, seed) for seed in range(cfg.seed, cfg.seed + cfg.train.temporal_members)])
     members, frames = [], []
-    for member in range(1, cfg.train.ensemble + 1):
+    for member, (member_cfg, seed) in enumerate(kinds, start=1):
         # written epoch by epoch, so a long run can be watched; train() writes the whole history.csv
         log = None if run_dir is None else run_dir / (
-            "history.csv" if cfg.train.ensemble == 1 else f"history-member{member}.csv")
-        models, frame = _fit_one(cfg, split, seed=cfg.seed + member - 1, log=log, verbose=verbose)
-        if log is not None and cfg.train.ensemble > 1:
+            "history.csv" if len(kinds) == 1 else f"history-member{member}.csv")
+        models, frame = _fit_one(member_cfg, split, seed=seed, log=log, verbose=verbose)
+        if log is not None and len(kinds) > 1:
             # the live log counts epochs from 0 (Keras CSVLogger); end with history.csv's numbering
             atomic_save_csv(log, frame)
         frame.insert(0, "member", member)
@@ -654,7 +663,7 @@ def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | 
     atomic_save_csv(run_dir / "history.csv", history)
     result = evaluate.evaluate_split(model, split, run_dir)
     result.metrics.update(
-        train_seconds=round(train_seconds, 1), models=cfg.train.ensemble, epochs_run=len(history),
+        train_seconds=round(train_seconds, 1), models=cfg.train.ensemble + cfg.train.temporal_members, epochs_run=len(history),
         # members fitted together (train.mutual_weight) share one history and one kept epoch
         kept_epoch=[int(f.loc[f["kept"], "epoch"].iloc[0])
                     for _, f in (history.groupby("member") if "member" in history else [(1, history)])],
