@@ -19,7 +19,8 @@ the luck of which seeds were drawn averaged out.
 members' seeds follow on from each other, e.g. a 2-member run of seed 42 (seeds 42, 43) and a
 1-member run of seed 44, into the report a 3-member run of seed 42 would write: member ``k``
 of an ensemble trains exactly as a single model of seed ``seed + k - 1`` does, so the members
-already trained need not be trained again.
+already trained need not be trained again. 2-D members only: a report with temporal members
+(``train.temporal_members``, whose seeds start again at ``seed``) is refused.
 """
 
 from __future__ import annotations

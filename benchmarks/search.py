@@ -13,7 +13,10 @@ more input rows, :func:`with_pitch_rows`) or ``manifest: PATH`` (score the exact
 wrote, on its test clips: the leak table). Results are appended to
 ``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 With ``--folds`` naming some of the 6 folds (a run split over processes), each row is marked
-``"partial": true``: its mean is over those folds only. ``score_ensemble.py NAME a.csv,b.csv
+``"partial": true``: its mean is over those folds only. An experiment's overrides apply to
+the defaults of the day: since round 41 they add a temporal member (``train.temporal_members``
+1) beside ``train.ensemble``'s 2-D ones, so one 2-D member alone is ``train: {ensemble: 1,
+temporal_members: 0}``; each row's ``members`` says what it trained. ``score_ensemble.py NAME a.csv,b.csv
 --log ...`` joins the parts' prediction files and logs the whole run.
 """
 
@@ -218,7 +221,9 @@ def run_one(args):
                                 models_dir=Path(models_dir) / name if models_dir else None)
     return {"name": name, "overrides": overrides, "evaluated_on": "test" if manifest else evaluate_on,
             "mean": result["mean"], "std": result["std"], "folds": result["folds"],
-            "minutes": round((time.time() - started) / 60, 1), "hardware": result["hardware"]}
+            "minutes": round((time.time() - started) / 60, 1), "hardware": result["hardware"],
+            # the defaults move on (round 41 added a temporal member): say what each run trained
+            "members": {"2d": cfg.train.ensemble, "temporal": cfg.train.temporal_members}}
 
 
 def main() -> int:

@@ -220,6 +220,8 @@ def test_temporal_blocks_see_every_band_of_a_few_frames(rng):
 
 
 @pytest.mark.parametrize("options, message", [({"residual": True, "convs_per_block": 2}, "one conv a block"),
+                                               ({"residual": True}, "no residual connections"),
+                                               ({"convs_per_block": 2}, "one conv a block"),
                                                ({"pooling": "attention"}, "pooling 'time' or 'global'")])
 def test_temporal_refuses_what_it_does_not_build(options, message):
     with pytest.raises(ValueError, match=message):

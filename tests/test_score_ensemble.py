@@ -141,6 +141,17 @@ def test_merge_refuses_members_that_a_single_run_would_not_have_trained(score_en
         score_ensemble.merge_reports([tmp_path / "a", tmp_path / "b"])
 
 
+def test_merge_refuses_reports_that_all_have_temporal_members(score_ensemble, tmp_path):
+    """Their temporal members' seeds start again at each report's seed: not one run's members."""
+    probabilities = np.full((12, 8), 1 / 8)
+    true, folds = ["neutral"] * 12, [fold for fold in range(1, 7) for _ in range(2)]
+    for name, seed, members in (("a", 42, 2), ("b", 44, 1)):
+        write_report(tmp_path / name, probabilities, true, folds, seed=seed, members=members,
+                     train={"temporal_members": 1})
+    with pytest.raises(ValueError, match="a: has train.temporal_members=1"):
+        score_ensemble.merge_reports([tmp_path / "a", tmp_path / "b"])
+
+
 def test_curve_averages_every_subset_of_each_size(score_ensemble, rng):
     true = [EMOTIONS[i % 8] for i in range(16)]
     folds = [1] * 8 + [2] * 8

@@ -79,6 +79,7 @@ def test_speaker_norm_experiment_trains_on_normalised_features(search, tmp_path,
             None, None, None)
     record = search.run_one(args)
     assert record["overrides"]["speaker_norm"] is True and seen["train_on_val"] is False
+    assert record["members"] == {"2d": 1, "temporal": 1}  # the defaults' temporal member, named in the log
     X16 = X.astype("float16").astype("float32")
     np.testing.assert_allclose(seen["X"], search.normalise_per_speaker(X16, meta["actor"].to_numpy(), floor=-80.0))
     assert abs(seen["X"][:3].mean() - seen["X"][3:].mean()) < 1e-3 < abs(X16[:3].mean() - X16[3:].mean())
@@ -164,7 +165,7 @@ def test_pcen_experiment_trains_on_pcen_features(search, tmp_path, rng, monkeypa
 
     monkeypatch.setattr("emotion_cnn.cv.cross_validate", fake_cross_validate)
     record = search.run_one(("pcen", {"pcen": True}, str(tmp_path / "f.npz"), "val", None, None, None))
-    assert record["overrides"] == {"pcen": True}
+    assert record["overrides"] == {"pcen": True} and record["members"] == {"2d": 3, "temporal": 1}
     X16 = X.astype("float16").astype("float32")
     np.testing.assert_allclose(seen["X"], search.pcen_from_log_mel(X16, sr=16000, hop_length=320, top_db=80.0))
 

@@ -295,12 +295,22 @@ def test_temporal_members_follow_the_2d_ones_each_as_a_single_temporal_model_of_
         f"history-member{m}.csv" for m in (1, 2, 3)]
     members = [layer for layer in ensemble.layers if isinstance(layer, keras.Model)]
     assert [any(isinstance(layer, keras.layers.Conv1D) for layer in m.layers) for m in members] == [False, True, True]
-    single, single_history = fit(small_config(synthetic_dataset, seed=8, train={"epochs": 2, "ensemble": 1},
-                                              model={"temporal": True, "filters": [8, 8]}), split, verbose=0)
     x = split.X_test[:8]
-    np.testing.assert_array_equal(members[2].predict(x, verbose=0), single.predict(x, verbose=0))
-    np.testing.assert_array_equal(history.loc[history["member"] == 3, "loss"].to_numpy(),
-                                  single_history["loss"].to_numpy())
+    for member, seed in ((2, 7), (3, 8)):
+        single, single_history = fit(small_config(synthetic_dataset, seed=seed, train={"epochs": 2, "ensemble": 1},
+                                                  model={"temporal": True, "filters": [8, 8]}), split, verbose=0)
+        np.testing.assert_array_equal(members[member - 1].predict(x, verbose=0), single.predict(x, verbose=0))
+        np.testing.assert_array_equal(history.loc[history["member"] == member, "loss"].to_numpy(),
+                                      single_history["loss"].to_numpy())
+
+
+def test_temporal_member_settings_it_cannot_build_fail_before_any_training(synthetic_dataset, tmp_path):
+    cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 1, "temporal_members": 1},
+                       model={"pooling": "attention"})
+    split = load_split(prepare(cfg, progress=False).split_dir)
+    with pytest.raises(ValueError, match="pooling 'time' or 'global'.*set it to 0 for 2-D members only"):
+        fit(cfg, split, run_dir=tmp_path, verbose=0)
+    assert not list(tmp_path.glob("history*.csv"))  # the 2-D member never started
 
 
 def test_restore_best_keeps_the_lowest_validation_loss_epoch_and_off_the_last(synthetic_dataset):

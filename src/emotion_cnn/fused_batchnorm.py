@@ -58,9 +58,9 @@ def _fused_call(stock_call):
 def fused_batchnorm(enabled: bool = True) -> Iterator[bool]:
     """Within the block, ``BatchNormalization`` trains through TensorFlow's fused kernel.
 
-    Covers what the default model has: 4-D float32 input normalised over its last axis, no
-    mask, renorm or synchronisation; any other call, and every call on another backend, runs
-    Keras' own code. A model must be fitted (its training step traced) inside the block.
+    Covers what the default's 2-D members have: 4-D float32 input normalised over its last axis,
+    no mask, renorm or synchronisation; any other call (the temporal member's 3-D maps, which
+    are small), and every call on another backend, runs Keras' own code. A model must be fitted (its training step traced) inside the block.
 
     Parameters
     ----------

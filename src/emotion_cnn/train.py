@@ -350,6 +350,13 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
     if cfg.train.temporal_members < 0:
         raise ValueError(f"train.temporal_members must be 0 (none) or more, not {cfg.train.temporal_members}")
+    temporal = replace(cfg, model=replace(cfg.model, temporal=True, filters=list(cfg.model.temporal_filters)))
+    if cfg.train.temporal_members:
+        try:  # refused model settings fail now, not after the 2-D members have trained
+            build_model(split.X_train.shape[1:], len(split.labels), temporal.model)
+        except ValueError as error:
+            raise ValueError(f"{error} (train.temporal_members={cfg.train.temporal_members} trains temporal members "
+                             "with these model settings: set it to 0 for 2-D members only)") from None
     if not 0 <= cfg.train.mixstyle_p <= 1:
         raise ValueError(f"train.mixstyle_p is the share of batches mixed: in [0, 1], not {cfg.train.mixstyle_p}")
     if cfg.train.mixstyle_p and cfg.train.mixstyle_alpha <= 0:
@@ -408,7 +415,6 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         members, frame = _fit_one(cfg, split, seed=cfg.seed, log=log, verbose=verbose,
                                   together=cfg.train.ensemble)
         return average_models(members), frame
-    temporal = replace(cfg, model=replace(cfg.model, temporal=True, filters=list(cfg.model.temporal_filters)))
     kinds = ([(cfg, seed) for seed in range(cfg.seed, cfg.seed + cfg.train.ensemble)]
              + [(temporal, seed) for seed in range(cfg.seed, cfg.seed + cfg.train.temporal_members)])
     members, frames = [], []
