@@ -291,10 +291,10 @@ def test_model_code_runs_on_jax(tmp_path):
         y = np.arange(48) % 8
         split = Split(Path("synthetic"), X, y, X[:16], y[:16], X[:16], y[:16],
                       [str(i) for i in range(8)], pd.DataFrame(), {{}})
-        cfg = config_from_dict({{"model": {{"filters": [4, 8]}},
-                                 "train": {{"epochs": 2, "batch_size": 16, "ensemble": 2}}}})
+        cfg = config_from_dict({{"model": {{"filters": [4, 8], "temporal_filters": [8, 8]}},
+                                 "train": {{"epochs": 2, "batch_size": 16, "ensemble": 2, "temporal_members": 1}}}})
         model, history = fit(cfg, split, verbose=0)
-        assert history["member"].tolist() == [1, 1, 2, 2]
+        assert history["member"].tolist() == [1, 1, 2, 2, 3, 3]  # the third the temporal member
         model.save({str(tmp_path / 'm.keras')!r})
         again = keras.models.load_model({str(tmp_path / 'm.keras')!r})
         np.testing.assert_allclose(again.predict(X[:4], verbose=0), model.predict(X[:4], verbose=0), atol=1e-5)
