@@ -83,29 +83,42 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         raise ValueError(f"model.recurrent_block must be -1 (the last block) to "
                          f"-{len(config.filters)} (the first), not {config.recurrent_block}")
     if config.temporal:
-        return _temporal_model(inputs, x, input_shape, num_classes, config, summaries, l2)
+        if config.residual or config.convs_per_block != 1:
+            raise ValueError("model.temporal has one conv a block and no residual connections (the kind "
+                             "rounds 40-41 scored)")
+        if config.pooling not in ("time", "global"):
+            raise ValueError(f"model.temporal pools over time only: pooling 'time' or 'global', not {config.pooling!r}")
+        rows, frames = input_shape
+        x = layers.Reshape((frames, rows), name="bands_as_channels")(
+            layers.Permute((2, 1, 3), name="time_first_input")(x))
+        conv_layer, kernel, pooling_layer = layers.Conv1D, 5, layers.MaxPooling1D
+    else:
+        conv_layer, kernel, pooling_layer = layers.Conv2D, 3, layers.MaxPooling2D
     block_maps = []
     for block, filters in enumerate(config.filters, start=1):
         block_input = x
         for conv in range(1, config.convs_per_block + 1):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2,
-                              name=f"block{block}_conv{conv}")(x)
+            x = conv_layer(filters, kernel, padding="same", use_bias=False, kernel_regularizer=l2,
+                           name=f"block{block}_conv{conv}")(x)
             x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             if config.residual and conv == config.convs_per_block:
                 # the block's input joins before the last ReLU, through a 1x1 conv where the
                 # channel count changes (He et al. 2016)
                 if block_input.shape[-1] != filters:
                     block_input = layers.BatchNormalization(name=f"block{block}_shortcut_bn")(
-                        layers.Conv2D(filters, 1, use_bias=False, kernel_regularizer=l2,
-                                      name=f"block{block}_shortcut")(block_input))
+                        conv_layer(filters, 1, use_bias=False, kernel_regularizer=l2,
+                                   name=f"block{block}_shortcut")(block_input))
                 x = layers.Add(name=f"block{block}_add")([x, block_input])
             x = layers.Activation("relu", name=f"block{block}_relu{conv}")(x)
-        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        x = pooling_layer(2, name=f"block{block}_pool")(x)
         if config.block_dropout:
             x = layers.Dropout(config.block_dropout, name=f"block{block}_dropout")(x)
-        block_maps.append(x)  # (batch, mel rows, frames, channels)
-    frames = x.shape[2]
-    if config.pooling == "time":
+        block_maps.append(x)  # (batch, mel rows, frames, channels); temporal: (batch, frames, channels)
+    frames = x.shape[1 if config.temporal else 2]
+    if config.temporal:
+        summaries += [layers.GlobalAveragePooling1D(name="mean_pool")(x),
+                      layers.GlobalMaxPooling1D(name="max_pool")(x)]
+    elif config.pooling == "time":
         summaries += [
             layers.Flatten(name="mean_flat")(layers.AveragePooling2D((1, frames), name="mean_pool")(x)),
             layers.Flatten(name="max_flat")(layers.MaxPooling2D((1, frames), name="max_pool")(x)),
@@ -129,56 +142,21 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
         raise ValueError("model.pooling must be 'time', 'attention' or 'global', "
                          f"not {config.pooling!r}")
     if config.recurrent_units:
-        feature_map = block_maps[config.recurrent_block]
-        rows, steps, channels = feature_map.shape[1:]
-        sequence = layers.Reshape((steps, rows * channels), name="frames_as_sequence")(
-            layers.Permute((2, 1, 3), name="time_first")(feature_map))
-        summaries.append(_recurrent_summary(sequence, config))
-    return _classifier(inputs, summaries, num_classes, config, l2)
-
-
-def _recurrent_summary(sequence, config: ModelConfig):
-    """The final states of the (stacked) bidirectional GRU over ``(batch, steps, features)``."""
-    for layer in range(1, config.recurrent_layers):
-        sequence = layers.Bidirectional(layers.GRU(config.recurrent_units, return_sequences=True),
-                                        name=f"recurrent_stack{layer}")(sequence)
-    return layers.Bidirectional(layers.GRU(config.recurrent_units), name="recurrent")(sequence)
-
-
-def _classifier(inputs, summaries: list, num_classes: int, config: ModelConfig, l2) -> keras.Model:
+        sequence = block_maps[config.recurrent_block]
+        if not config.temporal:
+            rows, steps, channels = sequence.shape[1:]
+            sequence = layers.Reshape((steps, rows * channels), name="frames_as_sequence")(
+                layers.Permute((2, 1, 3), name="time_first")(sequence))
+        for layer in range(1, config.recurrent_layers):
+            sequence = layers.Bidirectional(layers.GRU(config.recurrent_units, return_sequences=True),
+                                            name=f"recurrent_stack{layer}")(sequence)
+        summaries.append(layers.Bidirectional(layers.GRU(config.recurrent_units),
+                                              name="recurrent")(sequence))
     x = layers.Concatenate(name="stats_pool")(summaries)
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
                            name="emotion")(x)
     return keras.Model(inputs, outputs, name="emotion_cnn")
-
-
-def _temporal_model(inputs, x, input_shape: tuple[int, int], num_classes: int, config: ModelConfig,
-                    summaries: list, l2) -> keras.Model:
-    """:func:`build_model`'s blocks with ``temporal``: ``x`` ``(batch, rows, frames, 1)``
-    normalised, read as ``(batch, frames, rows)``, the rows as channels."""
-    if config.residual or config.convs_per_block != 1:
-        raise ValueError("model.temporal has one conv a block and no residual connections")
-    if config.pooling not in ("time", "global"):
-        raise ValueError(f"model.temporal pools over time only: pooling 'time' or 'global', not {config.pooling!r}")
-    rows, frames = input_shape
-    x = layers.Reshape((frames, rows), name="bands_as_channels")(
-        layers.Permute((2, 1, 3), name="time_first_input")(x))
-    block_maps = []
-    for block, filters in enumerate(config.filters, start=1):
-        x = layers.Conv1D(filters, 5, padding="same", use_bias=False, kernel_regularizer=l2,
-                          name=f"block{block}_conv1")(x)
-        x = layers.BatchNormalization(name=f"block{block}_bn1")(x)
-        x = layers.Activation("relu", name=f"block{block}_relu1")(x)
-        x = layers.MaxPooling1D(2, name=f"block{block}_pool")(x)
-        if config.block_dropout:
-            x = layers.Dropout(config.block_dropout, name=f"block{block}_dropout")(x)
-        block_maps.append(x)  # (batch, frames, channels)
-    summaries += [layers.GlobalAveragePooling1D(name="mean_pool")(x),
-                  layers.GlobalMaxPooling1D(name="max_pool")(x)]
-    if config.recurrent_units:
-        summaries.append(_recurrent_summary(block_maps[config.recurrent_block], config))
-    return _classifier(inputs, summaries, num_classes, config, l2)
 
 
 def adapt_normalization(model: keras.Model, X_train: np.ndarray) -> None:
