@@ -8,8 +8,10 @@
 Each CSV is a ``search.py --predictions`` file (the same clips of the same folds, scored on the
 same actors). A run whose folds were trained by two ``search.py --folds`` processes, each with
 its own ``--predictions`` folder, is given as its files joined by a comma:
-``r/a/seed42.csv,r/b/seed42.csv``. The ensemble averages the class probabilities per clip, as
-``train.ensemble`` does inside one model, and is scored per fold like ``search.py``.
+``r/a/seed42.csv,r/b/seed42.csv``. The ensemble joins the class probabilities per clip as
+``train.ensemble`` does inside one model (``--average``, by default the default config's
+``train.average``: ``logits``, their normalised geometric mean, which is the softmax of the
+members' mean logits; ``probabilities``, their mean), and is scored per fold like ``search.py``.
 
 ``--curve`` scores every subset of the runs and prints, per ensemble size, the mean, lowest
 and highest 6-fold mean UA over the subsets of that size: what one more member is worth, with
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emotion_cnn.config import EMOTIONS, LABEL_INDEX, config_from_record
+from emotion_cnn.config import AVERAGES, EMOTIONS, LABEL_INDEX, TrainConfig, config_from_record
 from emotion_cnn.cv import fold_row, report_backend, summarise
 from emotion_cnn.evaluate import scores
 
@@ -41,17 +43,25 @@ from emotion_cnn.evaluate import scores
 PROBABILITY_COLUMNS = [f"p_{label}" for label in EMOTIONS]
 
 
-def average_probabilities(frames: list[pd.DataFrame], weights: list[float] | None = None
+def average_probabilities(frames: list[pd.DataFrame], weights: list[float] | None = None, *, average: str
                           ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The first frame sorted by fold and clip, and the (weighted) mean of every frame's class
-    probabilities for those clips, ``(n_clips, n_classes)``."""
+    """The first frame sorted by fold and clip, and every frame's class probabilities for those
+    clips joined as ``train.average`` joins an ensemble's members, ``(n_clips, n_classes)``:
+    ``"probabilities"``, their (weighted) mean; ``"logits"``, their (weighted) geometric mean,
+    normalised, which is the softmax of the mean of the members' logits."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {', '.join(AVERAGES)}, not {average!r}")
     key = ["fold", "clip_id"]
     frames = [f.sort_values(key).reset_index(drop=True) for f in frames]
     for other in frames[1:]:
         if not other[key].equals(frames[0][key]):
             raise ValueError("the prediction files do not hold the same clips of the same folds")
-    probabilities = np.average([f[PROBABILITY_COLUMNS].to_numpy() for f in frames], axis=0, weights=weights)
-    return frames[0], probabilities
+    stacked = np.array([f[PROBABILITY_COLUMNS].to_numpy() for f in frames])
+    if average == "probabilities":
+        return frames[0], np.average(stacked, axis=0, weights=weights)
+    # the files round to 6 decimals: a 0 there was below 5e-7
+    geometric = np.exp(np.average(np.log(np.maximum(stacked, 5e-7)), axis=0, weights=weights))
+    return frames[0], geometric / geometric.sum(axis=1, keepdims=True)
 
 
 def read_run(spec: str) -> pd.DataFrame:
@@ -64,8 +74,8 @@ def read_run(spec: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = None) -> dict:
-    clips, probabilities = average_probabilities(frames, weights)
+def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = None, *, average: str) -> dict:
+    clips, probabilities = average_probabilities(frames, weights, average=average)
     y_true = clips["true"].map(LABEL_INDEX).to_numpy()
     rows = []
     for fold in sorted(clips["fold"].unique()):
@@ -75,7 +85,7 @@ def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = No
     return {"folds": rows, **summarise(rows)}
 
 
-def ensemble_curve(frames: list[pd.DataFrame]) -> list[dict]:
+def ensemble_curve(frames: list[pd.DataFrame], *, average: str) -> list[dict]:
     """Per ensemble size ``k`` (1 to ``len(frames)``): the number of ``k``-member subsets of
     ``frames`` and the mean, lowest and highest of their mean UA over the folds."""
     from itertools import combinations
@@ -83,7 +93,7 @@ def ensemble_curve(frames: list[pd.DataFrame]) -> list[dict]:
     curve = []
     for k in range(1, len(frames) + 1):
         # from the folds' own UAs: the summary's mean is rounded to 2 decimals
-        uas = [float(np.mean([row["ua"] for row in ensemble_scores([frames[i] for i in subset])["folds"]]))
+        uas = [float(np.mean([row["ua"] for row in ensemble_scores([frames[i] for i in subset], average=average)["folds"]]))
                for subset in combinations(range(len(frames)), k)]
         curve.append({"members": k, "subsets": len(uas), "mean_ua": float(np.mean(uas)),
                       "min_ua": float(min(uas)), "max_ua": float(max(uas))})
@@ -93,7 +103,8 @@ def ensemble_curve(frames: list[pd.DataFrame]) -> list[dict]:
 def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
     """The metrics and predictions of one ensemble made of the members of several reports.
 
-    Each report's probabilities weigh as many members as it trained. Refused unless the reports
+    Each report's probabilities weigh as many members as it trained, joined as the reports'
+    ``train.average`` joins members. Refused unless the reports
     ran the same folds, settings (apart from ``train.ensemble`` and ``seed``) and Keras backend,
     and their member seeds follow on from each other without a gap or an overlap, and have no
     temporal members (``train.temporal_members``), whose seeds start again at ``seed``.
@@ -123,14 +134,17 @@ def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
         if config != configs[0]:
             differing = sorted(k for k in config if config[k] != configs[0][k])
             raise ValueError(f"{directory}: other settings than {runs[0][1]} ({', '.join(differing)})")
+    # joined as the members of one run are: the weighted geometric mean of the reports' softmax
+    # outputs is the softmax of the mean of all their members' logits
     clips, probabilities = average_probabilities(
-        [pd.read_csv(directory / "predictions.csv") for _, directory in runs], weights=members)
+        [pd.read_csv(directory / "predictions.csv") for _, directory in runs], weights=members,
+        average=configs[0]["train"]["average"])
     # rounded as cv's predictions.csv is, so the file's argmax is the prediction scored
     probabilities = probabilities.round(6)
     predictions = clips.assign(predicted=[EMOTIONS[i] for i in probabilities.argmax(axis=1)])
     predictions["correct"] = predictions["true"] == predictions["predicted"]
     predictions[PROBABILITY_COLUMNS] = probabilities
-    scored = ensemble_scores([predictions])
+    scored = ensemble_scores([predictions], average="probabilities")
     fold_runs = [{row["fold"]: row for row in metrics["folds"]} for metrics, _ in runs]
     for row in scored["folds"]:
         row["epochs"] = sum(folds[row["fold"]]["epochs"] for folds in fold_runs)
@@ -165,6 +179,8 @@ def main() -> int:
     parser.add_argument("--curve", action="store_true",
                         help="score every subset of the prediction files: mean UA by ensemble size")
     parser.add_argument("--out", help="with --merge: the report folder (default reports/benchmarks/<date>-<commits>)")
+    parser.add_argument("--average", choices=AVERAGES, default=TrainConfig().average,
+                        help="how the runs join, as train.average joins members (default: the default config's)")
     args = parser.parse_args()
     if args.curve:
         files = [f for f in (args.name, *args.predictions) if f]
@@ -174,7 +190,7 @@ def main() -> int:
         if len(files) > 12:
             parser.error(f"--curve: {len(files)} files make {2 ** len(files) - 1} ensembles to score; 12 at most")
         print("members  subsets  mean UA  lowest  highest")
-        for row in ensemble_curve([read_run(p) for p in files]):
+        for row in ensemble_curve([read_run(p) for p in files], average=args.average):
             print(f"{row['members']:>7}  {row['subsets']:>7}  {row['mean_ua']:>7.2f}  {row['min_ua']:>6.2f}  "
                   f"{row['max_ua']:>7.2f}")
         return 0
@@ -189,8 +205,9 @@ def main() -> int:
         return 0
     if not args.name or not args.predictions:
         parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")
-    result = ensemble_scores([read_run(p) for p in args.predictions])
-    record = {"name": args.name, "overrides": {"ensemble_of": [Path(p.split(",")[0]).stem for p in args.predictions]},
+    result = ensemble_scores([read_run(p) for p in args.predictions], average=args.average)
+    record = {"name": args.name, "overrides": {"ensemble_of": [Path(p.split(",")[0]).stem for p in args.predictions],
+                                               "average": args.average},
               "evaluated_on": args.evaluated_on, **result}
     if args.round:
         record["round"] = args.round

@@ -67,6 +67,8 @@ def main() -> int:
                       file=sys.stderr)
                 return 1
             model = model.get_layer(f"emotion_cnn_{args.member}")
+            if model.layers[-1].name == "emotion_logits":  # a member of an ensemble that averages logits
+                model = keras.Model(model.input, keras.layers.Activation("softmax")(model.output))
         plain = evaluate_predictions(predict_probabilities(model, split.X_val), split.y_val, split.labels, part)
         if args.copies:
             tta = evaluate_predictions(tta_probabilities(model, split.X_val, cfg=cfg, copies=args.copies,

@@ -196,15 +196,16 @@ def test_recurrent_block_outside_the_model_is_refused(recurrent_block):
 
 def test_temporal_blocks_see_every_band_of_a_few_frames(rng):
     """With ``temporal`` a change in one mel band at one frame reaches every channel of the first
-    conv's output, at that frame and the 2 frames on each side only; the 2-D default's stays
-    within 1 band and 1 frame of it."""
+    conv's output, at that frame and the 2 frames on each side only (4 with ``temporal_kernel``
+    9); the 2-D default's stays within 1 band and 1 frame of it."""
     import keras
 
     X = rng.standard_normal((1, 16, 40)).astype("float32")
     nudged = X.copy()
     nudged[0, 5, 20] += 3.0
-    for temporal, changed_frames in ((True, [18, 19, 20, 21, 22]), (False, [19, 20, 21])):
-        model = build_model((16, 40), 4, ModelConfig(filters=[6, 8], temporal=temporal))
+    for temporal, kernel, changed_frames in ((True, 5, [18, 19, 20, 21, 22]), (True, 9, list(range(16, 25))),
+                                             (False, 5, [19, 20, 21])):
+        model = build_model((16, 40), 4, ModelConfig(filters=[6, 8], temporal=temporal, temporal_kernel=kernel))
         adapt_normalization(model, rng.standard_normal((8, 16, 40)))
         probe = keras.Model(model.input, model.get_layer("block1_conv1").output)
         delta = np.abs(np.asarray(probe(nudged)) - np.asarray(probe(X)))[0] > 1e-6
@@ -222,7 +223,8 @@ def test_temporal_blocks_see_every_band_of_a_few_frames(rng):
 @pytest.mark.parametrize("options, message", [({"residual": True, "convs_per_block": 2}, "one conv a block"),
                                                ({"residual": True}, "no residual connections"),
                                                ({"convs_per_block": 2}, "one conv a block"),
-                                               ({"pooling": "attention"}, "pooling 'time' or 'global'")])
+                                               ({"pooling": "attention"}, "pooling 'time' or 'global'"),
+                                               ({"temporal_kernel": 0}, "model.temporal_kernel .* not 0")])
 def test_temporal_refuses_what_it_does_not_build(options, message):
     with pytest.raises(ValueError, match=message):
         build_model((16, 40), 4, ModelConfig(filters=[4], temporal=True, **options))

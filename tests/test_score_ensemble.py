@@ -29,14 +29,34 @@ def test_ensemble_averages_probabilities_per_clip_and_scores_each_fold(score_ens
     # each run alone gets one clip of each fold wrong; their average gets every clip right
     a[:, 0], a[:, 1] = [0.9, 0.6, 0.9, 0.6], [0.1, 0.4, 0.1, 0.4]
     b[:, 0], b[:, 1] = [0.4, 0.1, 0.4, 0.1], [0.6, 0.9, 0.6, 0.9]
-    alone = score_ensemble.ensemble_scores([predictions(a, true, folds)])
+    alone = score_ensemble.ensemble_scores([predictions(a, true, folds)], average="probabilities")
     assert alone["mean"]["wa"] == 50.0
     # the second file in another row order: clips are matched by fold and id, not position
     result = score_ensemble.ensemble_scores([predictions(a, true, folds),
-                                             predictions(b, true, folds).iloc[::-1]])
+                                             predictions(b, true, folds).iloc[::-1]], average="probabilities")
     assert [row["fold"] for row in result["folds"]] == [1, 2]
     assert [row["actors"] for row in result["folds"]] == [[1], [2]]
     assert result["mean"]["wa"] == 100.0 and result["std"]["wa"] == 0.0
+
+
+def test_logit_average_is_the_normalised_geometric_mean_where_a_sure_member_vetoes(score_ensemble):
+    true, folds = ["neutral", "calm"], [1, 1]
+    a, b = np.zeros((2, 8)), np.zeros((2, 8))
+    # clip 0: a is sure of calm; b finds calm unlikely and is split between neutral and happy
+    # (0 as saved: below 5e-7). Mean: calm 0.455, neutral 0.295. Geometric: neutral
+    # sqrt(0.1 * 0.49) against calm sqrt(0.9 * 0.01), happy all but 0. Clip 1: both say calm
+    a[0, 0], a[0, 1] = 0.1, 0.9
+    b[0, 0], b[0, 1], b[0, 3] = 0.49, 0.01, 0.5
+    a[1, 1] = b[1, 1] = 1.0
+    runs = [predictions(a, true, folds), predictions(b, true, folds)]
+    assert score_ensemble.ensemble_scores(runs, average="probabilities")["mean"]["wa"] == 50.0
+    assert score_ensemble.ensemble_scores(runs, average="logits")["mean"]["wa"] == 100.0
+    _, joined = score_ensemble.average_probabilities(runs, [2, 1], average="logits")
+    floor = 5e-7
+    weighted = np.array([0.1 ** 2 * 0.49, 0.9 ** 2 * 0.01, floor ** 3, floor ** 2 * 0.5, *[floor ** 3] * 4]) ** (1 / 3)
+    np.testing.assert_allclose(joined[0], weighted / weighted.sum(), rtol=1e-9)
+    with pytest.raises(ValueError, match="average must be one of logits, probabilities, not 'mode'"):
+        score_ensemble.ensemble_scores(runs, average="mode")
 
 
 def test_ensemble_refuses_files_of_different_clips(score_ensemble):
@@ -44,7 +64,7 @@ def test_ensemble_refuses_files_of_different_clips(score_ensemble):
     one = predictions(probabilities, ["neutral", "calm"], [1, 1])
     other = one.assign(clip_id=["clip0", "clip9"])
     with pytest.raises(ValueError, match="same clips"):
-        score_ensemble.ensemble_scores([one, other])
+        score_ensemble.ensemble_scores([one, other], average="probabilities")
 
 
 def test_a_run_split_over_two_files_scores_as_one(score_ensemble, rng, tmp_path, monkeypatch, capsys):
@@ -59,11 +79,11 @@ def test_a_run_split_over_two_files_scores_as_one(score_ensemble, rng, tmp_path,
         run[run["fold"] == 3].to_csv(tmp_path / "b" / f"seed{k}.csv", index=False)
         halves.append(f"{tmp_path / 'a' / f'seed{k}.csv'},{tmp_path / 'b' / f'seed{k}.csv'}")
     log = tmp_path / "log.jsonl"
-    monkeypatch.setattr("sys.argv", ["score_ensemble.py", "pair", *halves, "--log", str(log)])
+    monkeypatch.setattr("sys.argv", ["score_ensemble.py", "pair", *halves, "--log", str(log), "--average", "logits"])
     assert score_ensemble.main() == 0
     record = json.loads(log.read_text())
-    assert record["overrides"] == {"ensemble_of": ["seed0", "seed1"]}
-    assert record["folds"] == score_ensemble.ensemble_scores(runs)["folds"]
+    assert record["overrides"] == {"ensemble_of": ["seed0", "seed1"], "average": "logits"}
+    assert record["folds"] == score_ensemble.ensemble_scores(runs, average="logits")["folds"]
     assert [row["fold"] for row in record["folds"]] == [1, 2, 3]
     with pytest.raises(ValueError, match="same folds"):
         score_ensemble.read_run(f"{tmp_path / 'a' / 'seed0.csv'},{tmp_path / 'a' / 'seed1.csv'}")
@@ -94,8 +114,9 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     # wins, 0.567 : 0.433; if each report counted as one member calm would, 0.45 : 0.55
     two[:, 0], two[:, 1] = 0.8, 0.2
     one[:, 0], one[:, 1] = 0.1, 0.9
-    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2)
-    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1)
+    probabilities = {"train": {"average": "probabilities"}}
+    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2, **probabilities)
+    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1, **probabilities)
     result, merged = score_ensemble.merge_reports([tmp_path / "member-44", tmp_path / "members-42-43"])
     assert list(merged["predicted"]) == ["neutral"] * 12
     np.testing.assert_allclose(merged["p_neutral"], (2 * 0.8 + 0.1) / 3, atol=1e-6)
@@ -108,6 +129,22 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     assert "members-42-43 (2 members from seed 42); member-44 (1 member from seed 44)" in results_markdown(result)
     assert config_from_record(result["config"]).train.ensemble == 3
     assert "backend" not in result  # "cpu" names none
+
+
+def test_merge_of_reports_that_average_logits_is_the_weighted_geometric_mean(score_ensemble, tmp_path):
+    true = ["neutral", "calm"] * 6
+    folds = [fold for fold in range(1, 7) for _ in range(2)]
+    two, one = np.zeros((12, 8)), np.zeros((12, 8))
+    two[:, 0], two[:, 1] = 0.8, 0.2
+    one[:, 0], one[:, 1] = 0.1, 0.9
+    logits = {"train": {"average": "logits"}}
+    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2, **logits)
+    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1, **logits)
+    result, merged = score_ensemble.merge_reports([tmp_path / "member-44", tmp_path / "members-42-43"])
+    neutral, calm = (0.8 ** 2 * 0.1) ** (1 / 3), (0.2 ** 2 * 0.9) ** (1 / 3)
+    # the six classes both gave 0 stay at the floor, 5e-7
+    np.testing.assert_allclose(merged["p_neutral"], neutral / (neutral + calm + 6 * 5e-7), atol=1e-6)
+    assert result["config"]["train"]["average"] == "logits" and result["config"]["train"]["ensemble"] == 3
 
 
 def test_merge_keeps_the_backend_its_reports_share_and_refuses_two(score_ensemble, tmp_path):
@@ -156,12 +193,12 @@ def test_curve_averages_every_subset_of_each_size(score_ensemble, rng):
     true = [EMOTIONS[i % 8] for i in range(16)]
     folds = [1] * 8 + [2] * 8
     frames = [predictions(rng.dirichlet(np.ones(8), size=16), true, folds) for _ in range(4)]
-    curve = score_ensemble.ensemble_curve(frames)
+    curve = score_ensemble.ensemble_curve(frames, average="probabilities")
     assert [(row["members"], row["subsets"]) for row in curve] == [(1, 4), (2, 6), (3, 4), (4, 1)]
-    singles = [score_ensemble.ensemble_scores([f])["mean"]["ua"] for f in frames]
+    singles = [score_ensemble.ensemble_scores([f], average="probabilities")["mean"]["ua"] for f in frames]
     assert curve[0]["mean_ua"] == pytest.approx(np.mean(singles))
     assert (curve[0]["min_ua"], curve[0]["max_ua"]) == (min(singles), max(singles))
-    everything = score_ensemble.ensemble_scores(frames)["mean"]["ua"]
+    everything = score_ensemble.ensemble_scores(frames, average="probabilities")["mean"]["ua"]
     assert curve[-1]["mean_ua"] == curve[-1]["min_ua"] == curve[-1]["max_ua"] == everything
 
 

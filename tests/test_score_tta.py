@@ -44,7 +44,9 @@ def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng,
                                members[1].predict(split.X_val, verbose=0), atol=2e-4)
     columns = [c for c in second if c.startswith("p_")]
     whole = run("--copies", "0")[columns].to_numpy()
-    np.testing.assert_allclose(whole, np.mean([m.predict(split.X_val, verbose=0) for m in members], axis=0), atol=2e-4)
+    # the members' logits averaged: the normalised geometric mean of their probabilities
+    geometric = np.exp(np.mean([np.log(m.predict(split.X_val, verbose=0)) for m in members], axis=0))
+    np.testing.assert_allclose(whole, geometric / geometric.sum(axis=1, keepdims=True), atol=2e-4)
     augmented = run("--copies", "2")[columns].to_numpy()  # each clip averaged over 2 masked, shifted copies
     assert augmented.shape == whole.shape and not np.allclose(augmented, whole, atol=1e-3)
     monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(models), str(tmp_path / "x.csv"),

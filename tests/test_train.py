@@ -10,9 +10,10 @@ from conftest import make_dataset, small_config
 
 from emotion_cnn import train as train_module
 from emotion_cnn.cv import cross_validate
-from emotion_cnn.config import LABEL_INDEX, TrainConfig
+from emotion_cnn.config import LABEL_INDEX, ModelConfig, TrainConfig
+from emotion_cnn.model import adapt_normalization, build_model
 from emotion_cnn.prepare import prepare
-from emotion_cnn.train import (AugmentedBatches, MutualLoss, class_weights, fit, load_split,
+from emotion_cnn.train import (AugmentedBatches, MutualLoss, average_models, class_weights, fit, load_split,
                                 mix_band_statistics, new_run_dir, seed_everything, strong_intensity, warp,
                                 without_some_actors)
 
@@ -79,9 +80,6 @@ def test_batches_do_not_depend_on_the_order_they_are_built_in(rng):
 
 def test_worker_threads_train_the_same_weights_as_no_workers(rng):
     import keras
-
-    from emotion_cnn.config import ModelConfig
-    from emotion_cnn.model import build_model
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the pool is TensorFlow's only")
@@ -247,7 +245,7 @@ def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, t
     import keras
 
     cfg = small_config(synthetic_dataset, train={"epochs": 2, "ensemble": 2, "schedule": "cosine",
-                                                 "warmup_epochs": 1, "train_on_val": False})
+                                                 "warmup_epochs": 1, "train_on_val": False, "average": "logits"})
     split = load_split(prepare(cfg, progress=False).split_dir)
     model, history = fit(cfg, split, run_dir=tmp_path, verbose=0)
     assert list(history["member"]) == [1, 1, 2, 2] and list(history["epoch"]) == [1, 2, 1, 2]
@@ -257,9 +255,10 @@ def test_ensemble_averages_members_and_cosine_schedule_runs(synthetic_dataset, t
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     assert [m.name for m in members] == ["emotion_cnn_1", "emotion_cnn_2"]
     x = split.X_test[:5]
-    expected = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    logits = [m.predict(x, verbose=0) for m in members]  # members of an ensemble of logits output them
+    expected = softmax(np.mean(logits, axis=0))
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(members[0].predict(x, verbose=0), members[1].predict(x, verbose=0))
+    assert not np.allclose(logits[0], logits[1])
     model.save(tmp_path / "ensemble.keras")
     loaded = keras.models.load_model(tmp_path / "ensemble.keras", safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
@@ -378,11 +377,41 @@ def test_weight_average_is_what_the_model_ends_with(synthetic_dataset):
     assert not np.allclose(plain.predict(split.X_test[:4], verbose=0), averaged.predict(split.X_test[:4], verbose=0))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def test_average_models_joins_probabilities_or_logits(rng):
+    import keras
+
+    X = rng.normal(size=(6, 16, 40)).astype("float32")
+    members = []
+    for seed in (1, 2, 3):
+        keras.utils.set_random_seed(seed)
+        member = build_model((16, 40), 4, ModelConfig(filters=[4], recurrent_units=0))
+        adapt_normalization(member, X)
+        logits = member.get_layer("emotion_logits")
+        logits.kernel.assign(20 * logits.kernel)  # sure members, whose two means differ
+        members.append(member)
+    probabilities = np.array([m.predict(X, verbose=0) for m in members])
+    arithmetic = np.mean(probabilities, axis=0)
+    geometric = np.exp(np.mean(np.log(probabilities), axis=0))
+    geometric /= geometric.sum(axis=1, keepdims=True)
+    assert np.abs(arithmetic - geometric).max() > 0.05
+    np.testing.assert_allclose(average_models(members, average="probabilities").predict(X, verbose=0),
+                               arithmetic, atol=1e-5)
+    np.testing.assert_allclose(average_models(members, average="logits").predict(X, verbose=0), geometric, atol=1e-5)
+    assert average_models(members[:1]) is members[0]
+    with pytest.raises(ValueError, match="train.average must be one of logits, probabilities, not 'median'"):
+        average_models(members, average="median")
+
+
 def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthetic_dataset, tmp_path):
     import keras
 
     # a constant learning rate, so epoch 1 of a 3-epoch run is epoch 1 of a 1-epoch run
-    steady = {"schedule": "plateau", "train_on_val": False, "lr_patience": 10}
+    steady = {"schedule": "plateau", "train_on_val": False, "lr_patience": 10, "average": "probabilities"}
     cfg = small_config(synthetic_dataset, train={**steady, "epochs": 3, "snapshot_epochs": [2, 1]})
     split = load_split(prepare(cfg, progress=False).split_dir)
     model, history = fit(cfg, split, verbose=0)
@@ -666,6 +695,8 @@ def test_mutual_weight_pulls_the_members_predictions_together(rng):
                                                "train.intensity_weight=0"),
                                               ({"ensemble": 0}, "train.ensemble"),
                                               ({"temporal_members": -1}, "train.temporal_members"),
+                                              ({"average": "median"}, "train.average must be one of logits, "
+                                               "probabilities, not 'median'"),
                                               ({"mutual_weight": 1.0, "ensemble": 2, "temporal_members": 1},
                                                "train.temporal_members=0"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),

@@ -85,6 +85,7 @@ EMOTIONS: tuple[str, ...] = (
     "surprised",
 )
 LABEL_INDEX: dict[str, int] = {label: i for i, label in enumerate(EMOTIONS)}
+AVERAGES: tuple[str, ...] = ("logits", "probabilities")  # train.average: how an ensemble's members join
 
 
 @dataclass
@@ -156,12 +157,13 @@ class ModelConfig:
     # later blocks cannot lean on single units of the maps before; 0: off. Round 31: 0.2 lost
     # 14.4 validation UA on seed 42 (52.9 against 67.3), under the default on every fold
     block_dropout: float = 0.0
-    # True: 1-D convs over time only (kernel 5 frames), the mel bands as the input's channels, so
+    # True: 1-D convs over time only (temporal_kernel frames), the mel bands as the input's channels, so
     # each filter sees the whole spectrum of a few frames; blocks of filters[i] channels, each
     # halving the frames; a member of another kind than the 2-D default (round 40). Wants wider
     # blocks, e.g. [128, 128, 256, 256]; pooling time or global (the same over time alone)
     temporal: bool = False
     temporal_filters: list[int] = field(default_factory=lambda: [128, 128, 256, 256])  # train.temporal_members'
+    temporal_kernel: int = 5  # frames each temporal conv sees (model.temporal)
     l2: float = 1e-4
 
 
@@ -196,6 +198,10 @@ class TrainConfig:
     # against 69.5 for a fourth 2-D one (mean over 6 ensembles each; 62.0 and 62.1 alone over 3
     # seeds each, the 2-D member 66.4); 0.62x a 2-D member's training
     temporal_members: int = 1
+    # how the members join (AVERAGES): logits, the softmax of the mean of their logits, which is
+    # the normalised geometric mean of their probabilities (a product of experts: a class that
+    # one member finds very unlikely stays unlikely); probabilities, the mean of their probabilities
+    average: str = "probabilities"
     # >0: the ensemble's members train together on the same batches, each one's loss its
     # cross-entropy plus this times the KL divergence from the mean of the others' probabilities
     # (deep mutual learning, train.MutualLoss); history.csv then has one row per epoch, its loss
@@ -295,7 +301,8 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
 # before round 25 batch norm always trained through Keras' own operations.
 # A setting missing from a record and not listed here ran as its default.
 SETTINGS_OF_OLDER_RECORDS: dict[str, dict[str, Any]] = {
-    "train": {"restore_best": True, "train_on_val": False, "fused_batchnorm": False, "temporal_members": 0},
+    "train": {"restore_best": True, "train_on_val": False, "fused_batchnorm": False, "temporal_members": 0,
+              "average": "probabilities"},
     "model": {"recurrent_units": 0},
 }
 

@@ -31,11 +31,11 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
     join the pooled features; with ``recurrent_layers`` > 1, stacked GRUs read it, each the
     sequence of the one before. With ``pitch_rows`` the input's first rows are per-frame pitch
     features, read by two 1-D convs over time whose mean and max join the pooled features; the
-    CNN reads the rest. Then dropout and a softmax layer. With
-    ``utterance_norm`` each clip's mean per mel band (over its frames) is subtracted after the
-    normalisation. With ``temporal`` the blocks are 1-D convs over time (5 frames) that read
-    the mel bands as channels, then 2x max pooling over time; pooling and the GRU read their
-    frames.
+    CNN reads the rest. Then dropout, a dense layer of logits (``emotion_logits``) and the
+    softmax (``emotion``). With ``utterance_norm`` each clip's mean per mel band (over its
+    frames) is subtracted after the normalisation. With ``temporal`` the blocks are 1-D convs
+    over time (``temporal_kernel`` frames) that read the mel bands as channels, then 2x max
+    pooling over time; pooling and the GRU read their frames.
 
     Parameters
     ----------
@@ -88,10 +88,13 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                              "rounds 40-41 scored)")
         if config.pooling not in ("time", "global"):
             raise ValueError(f"model.temporal pools over time only: pooling 'time' or 'global', not {config.pooling!r}")
+        if config.temporal_kernel < 1:
+            raise ValueError(f"model.temporal_kernel is the frames a temporal conv sees: 1 or more, not "
+                             f"{config.temporal_kernel}")
         rows, frames = input_shape
         x = layers.Reshape((frames, rows), name="bands_as_channels")(
             layers.Permute((2, 1, 3), name="time_first_input")(x))
-        conv_layer, kernel, pooling_layer = layers.Conv1D, 5, layers.MaxPooling1D
+        conv_layer, kernel, pooling_layer = layers.Conv1D, config.temporal_kernel, layers.MaxPooling1D
     else:
         conv_layer, kernel, pooling_layer = layers.Conv2D, 3, layers.MaxPooling2D
     block_maps = []
@@ -154,8 +157,9 @@ def build_model(input_shape: tuple[int, int], num_classes: int,
                                               name="recurrent")(sequence))
     x = layers.Concatenate(name="stats_pool")(summaries)
     x = layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
-                           name="emotion")(x)
+    # the logits apart from the softmax, so an ensemble can average them (train.average)
+    logits = layers.Dense(num_classes, kernel_regularizer=l2, name="emotion_logits")(x)
+    outputs = layers.Activation("softmax", name="emotion")(logits)
     return keras.Model(inputs, outputs, name="emotion_cnn")
 
 
@@ -206,6 +210,6 @@ def with_intensity_head(model: keras.Model) -> keras.Model:
     keras.Model
         Outputs ``{"emotion": (batch, num_classes), "intensity": (batch, 1)}``.
     """
-    strong = layers.Dense(1, activation="sigmoid", name="intensity")(model.get_layer("emotion").input)
+    strong = layers.Dense(1, activation="sigmoid", name="intensity")(model.get_layer("emotion_logits").input)
     return keras.Model(model.input, {"emotion": model.output, "intensity": strong},
                        name=f"{model.name}_with_intensity")

@@ -22,7 +22,7 @@ import pandas as pd
 from keras import layers, ops
 
 from emotion_cnn import evaluate
-from emotion_cnn.config import Config, TrainConfig, paths, save_config
+from emotion_cnn.config import AVERAGES, Config, TrainConfig, paths, save_config
 from emotion_cnn.fused_batchnorm import fused_batchnorm
 from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
 from emotion_cnn.model import adapt_normalization, build_model, recalibrate_batch_norm, with_intensity_head
@@ -337,7 +337,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     -------
     (keras.Model, pd.DataFrame)
         The model (with several members or ``train.snapshot_epochs``, one model that averages
-        the probabilities of every member's snapshots and last epoch) and the
+        the logits or probabilities, ``train.average``, of every member's snapshots and last
+        epoch) and the
         history: one row per epoch and member, with ``member`` (1-based) and ``epoch``; with
         ``train.mutual_weight`` (members fitted together) one row per epoch and no ``member``.
     """
@@ -348,6 +349,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
+    if cfg.train.average not in AVERAGES:
+        raise ValueError(f"train.average must be one of {', '.join(AVERAGES)}, not {cfg.train.average!r}")
     if cfg.train.temporal_members < 0:
         raise ValueError(f"train.temporal_members must be 0 (none) or more, not {cfg.train.temporal_members}")
     temporal = replace(cfg, model=replace(cfg.model, temporal=True, filters=list(cfg.model.temporal_filters)))
@@ -414,7 +417,7 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         log = None if run_dir is None else run_dir / "history.csv"
         members, frame = _fit_one(cfg, split, seed=cfg.seed, log=log, verbose=verbose,
                                   together=cfg.train.ensemble)
-        return average_models(members), frame
+        return average_models(members, average=cfg.train.average), frame
     kinds = ([(cfg, seed) for seed in range(cfg.seed, cfg.seed + cfg.train.ensemble)]
              + [(temporal, seed) for seed in range(cfg.seed, cfg.seed + cfg.train.temporal_members)])
     members, frames = [], []
@@ -429,7 +432,7 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         frame.insert(0, "member", member)
         members.extend(models)
         frames.append(frame)
-    return average_models(members), pd.concat(frames, ignore_index=True)
+    return average_models(members, average=cfg.train.average), pd.concat(frames, ignore_index=True)
 
 
 def strong_intensity(split: Split, part: str) -> np.ndarray:
@@ -642,13 +645,26 @@ def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimize
     return optimizer
 
 
-def average_models(members: list[keras.Model]) -> keras.Model:
-    """One model whose output is the mean of the members' probabilities (stock layers only,
-    so it still loads in safe mode); a single member is returned as it is."""
+def average_models(members: list[keras.Model], *, average: str = "logits") -> keras.Model:
+    """One model that joins the members' outputs (stock layers only, so it still loads in safe
+    mode); a single member is returned as it is.
+
+    ``average="logits"``: the softmax of the mean of the members' logits (their
+    ``emotion_logits`` layers), which is the normalised geometric mean of their probabilities;
+    the members inside, ``emotion_cnn_1``, ..., then output logits. ``"probabilities"``: the
+    mean of the members' probabilities.
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"train.average must be one of {', '.join(AVERAGES)}, not {average!r}")
     if len(members) == 1:
         return members[0]
-    inputs, outputs = _members_on_one_input(members)
-    return keras.Model(inputs, layers.Average(name="emotion")(outputs), name="emotion_cnn_ensemble")
+    if average == "probabilities":
+        inputs, outputs = _members_on_one_input(members)
+        return keras.Model(inputs, layers.Average(name="emotion")(outputs), name="emotion_cnn_ensemble")
+    inputs, logits = _members_on_one_input([keras.Model(m.input, m.get_layer("emotion_logits").output)
+                                            for m in members])
+    mean_logits = layers.Average(name="mean_logits")(logits)
+    return keras.Model(inputs, layers.Activation("softmax", name="emotion")(mean_logits), name="emotion_cnn_ensemble")
 
 
 def train(cfg: Config, *, split_dir: str | Path | None = None, runs_dir: Path | None = None,
