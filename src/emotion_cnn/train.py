@@ -645,7 +645,7 @@ def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimize
     return optimizer
 
 
-def average_models(members: list[keras.Model], *, average: str = "logits") -> keras.Model:
+def average_models(members: list[keras.Model], *, average: str = "probabilities") -> keras.Model:
     """One model that joins the members' outputs (stock layers only, so it still loads in safe
     mode); a single member is returned as it is.
 
