@@ -4,18 +4,24 @@
     python benchmarks/score_ensemble.py --merge reports/benchmarks/A reports/benchmarks/B [--out DIR]
     python benchmarks/score_ensemble.py --curve runs/a.csv runs/b.csv runs/c.csv ...
     python benchmarks/score_ensemble.py NAME r/a/seed42.csv,r/b/seed42.csv r/a/seed43.csv,r/b/seed43.csv
+    python benchmarks/score_ensemble.py NAME --draw 3 d42 d43 d44 d45 --draw 1 t42 t43 [--fresh d45 t43]
 
 Each CSV is a ``search.py --predictions`` file (the same clips of the same folds, scored on the
 same actors). A run whose folds were trained by two ``search.py --folds`` processes, each with
 its own ``--predictions`` folder, is given as its files joined by a comma:
 ``r/a/seed42.csv,r/b/seed42.csv``. The ensemble joins the class probabilities per clip as
-``train.ensemble`` does inside one model (``--average``, by default the default config's
-``train.average``: ``logits``, their normalised geometric mean, which is the softmax of the
-members' mean logits; ``probabilities``, their mean), and is scored per fold like ``search.py``.
+``train.average`` joins the members inside one model (``--average``; by default the default
+config's, ``probabilities``: their mean; ``logits``: their normalised geometric mean, which is the
+softmax of the members' mean logits), and is scored per fold like ``search.py``.
 
 ``--curve`` scores every subset of the runs and prints, per ensemble size, the mean, lowest
 and highest 6-fold mean UA over the subsets of that size: what one more member is worth, with
 the luck of which seeds were drawn averaged out.
+
+``--draw K RUN...`` (once per kind of member) scores every ensemble made of K of each kind's
+runs, both ways of joining them (``train.average``'s two), and prints the mean, lowest and
+highest mean UA over those draws and how often logits beat probabilities (rounds 41-42); with
+``--fresh RUN...`` only the draws that hold one of those runs.
 
 ``--merge`` joins test benchmark reports (``emotion-cnn cv``) of the same settings whose
 members' seeds follow on from each other, e.g. a 2-member run of seed 42 (seeds 42, 43) and a
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from itertools import combinations, product
 from pathlib import Path
 
 import numpy as np
@@ -88,16 +95,40 @@ def ensemble_scores(frames: list[pd.DataFrame], weights: list[float] | None = No
 def ensemble_curve(frames: list[pd.DataFrame], *, average: str) -> list[dict]:
     """Per ensemble size ``k`` (1 to ``len(frames)``): the number of ``k``-member subsets of
     ``frames`` and the mean, lowest and highest of their mean UA over the folds."""
-    from itertools import combinations
-
     curve = []
     for k in range(1, len(frames) + 1):
-        # from the folds' own UAs: the summary's mean is rounded to 2 decimals
-        uas = [float(np.mean([row["ua"] for row in ensemble_scores([frames[i] for i in subset], average=average)["folds"]]))
-               for subset in combinations(range(len(frames)), k)]
+        uas = [mean_ua([frames[i] for i in subset], average=average) for subset in combinations(range(len(frames)), k)]
         curve.append({"members": k, "subsets": len(uas), "mean_ua": float(np.mean(uas)),
                       "min_ua": float(min(uas)), "max_ua": float(max(uas))})
     return curve
+
+
+def mean_ua(frames: list[pd.DataFrame], *, average: str) -> float:
+    """The mean over the folds of the ensemble's UA, from the folds' own UAs (the summary's mean is
+    rounded to 2 decimals)."""
+    return float(np.mean([row["ua"] for row in ensemble_scores(frames, average=average)["folds"]]))
+
+
+def draw_scores(kinds: list[tuple[int, list[str]]], runs: dict[str, pd.DataFrame], *,
+                fresh: set[str] = frozenset()) -> dict:
+    """Every ensemble made of ``k`` runs of each kind ``(k, run names)`` (the names keys of
+    ``runs``), scored with its members' probabilities and with their logits averaged; with
+    ``fresh``, only the draws that hold one of those runs. The mean, lowest and highest mean UA
+    over the draws each way, their mean difference (logits - probabilities) and the share of
+    draws where logits scored higher and lower."""
+    draws = [sum(choice, ()) for choice in product(*(combinations(names, k) for k, names in kinds))]
+    if fresh:
+        draws = [draw for draw in draws if fresh & set(draw)]
+    if not draws:
+        raise ValueError("no draw to score: every kind needs at least K runs, and --fresh runs among them")
+    uas = {average: np.array([mean_ua([runs[name] for name in draw], average=average) for draw in draws])
+           for average in AVERAGES}
+    difference = uas["logits"] - uas["probabilities"]
+    return {"draws": len(draws),
+            **{average: {"mean_ua": float(ua.mean()), "min_ua": float(ua.min()), "max_ua": float(ua.max())}
+               for average, ua in uas.items()},
+            "logits_minus_probabilities": float(difference.mean()),
+            "logits_higher": float(np.mean(difference > 0)), "logits_lower": float(np.mean(difference < 0))}
 
 
 def merge_reports(report_dirs: list[Path]) -> tuple[dict, pd.DataFrame]:
@@ -179,9 +210,21 @@ def main() -> int:
     parser.add_argument("--curve", action="store_true",
                         help="score every subset of the prediction files: mean UA by ensemble size")
     parser.add_argument("--out", help="with --merge: the report folder (default reports/benchmarks/<date>-<commits>)")
-    parser.add_argument("--average", choices=AVERAGES, default=TrainConfig().average,
-                        help="how the runs join, as train.average joins members (default: the default config's)")
+    parser.add_argument("--draw", nargs="+", action="append", metavar="K RUN",
+                        help="K, then the runs of one kind of member: every draw of K of them (repeat per kind)")
+    parser.add_argument("--fresh", nargs="+", default=[], metavar="RUN",
+                        help="with --draw: only the draws that hold one of these runs")
+    parser.add_argument("--average", choices=AVERAGES,
+                        help="how the runs join, as train.average joins members (default: the default "
+                             f"config's, {TrainConfig().average}); --merge joins as the reports' settings say")
     args = parser.parse_args()
+    if args.merge and args.average:
+        parser.error("--merge joins the reports as their own train.average says: no --average")
+    if args.draw:
+        return score_draws(parser, args)
+    if args.fresh:
+        parser.error("--fresh goes with --draw")
+    args.average = args.average or TrainConfig().average
     if args.curve:
         files = [f for f in (args.name, *args.predictions) if f]
         if len(files) < 2 or args.merge or args.log:
@@ -213,6 +256,37 @@ def main() -> int:
         record["round"] = args.round
     print(f"RESULT {args.name}: {args.evaluated_on} UA {result['mean']['ua']:.1f} ± {result['std']['ua']:.1f} "
           f"{[round(r['ua'], 1) for r in result['folds']]}")
+    if args.log:
+        with open(args.log, "a") as log:
+            log.write(json.dumps(record) + "\n")
+    return 0
+
+
+def score_draws(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.name or args.predictions or args.merge or args.curve or args.average:
+        parser.error("--draw takes NAME and no other prediction files, --merge, --curve or --average "
+                     "(it scores both averages)")
+    kinds = []
+    for draw in args.draw:
+        if not draw[0].isdigit() or int(draw[0]) < 1 or len(draw) - 1 < int(draw[0]):
+            parser.error(f"--draw {' '.join(draw)}: give K (1 or more), then at least K runs")
+        kinds.append((int(draw[0]), draw[1:]))
+    names = [name for _, kind in kinds for name in kind]
+    if len(set(names)) < len(names) or not set(args.fresh) <= set(names):
+        parser.error("--draw: each run once, in one kind; --fresh names runs given to --draw")
+    result = draw_scores(kinds, {name: read_run(name) for name in names}, fresh=set(args.fresh))
+    record = {"name": args.name, "evaluated_on": args.evaluated_on,
+              "overrides": {"draws_of": [[k, [Path(p.split(",")[0]).stem for p in kind]] for k, kind in kinds],
+                            **({"fresh": [Path(p.split(",")[0]).stem for p in args.fresh]} if args.fresh else {})},
+              **result}
+    if args.round:
+        record["round"] = args.round
+    print(f"RESULT {args.name}: {result['draws']} draws, {args.evaluated_on} UA")
+    for average in AVERAGES:
+        print(f"  {average:>13}: mean {result[average]['mean_ua']:.2f} (lowest {result[average]['min_ua']:.2f}, "
+              f"highest {result[average]['max_ua']:.2f})")
+    print(f"  logits - probabilities: {result['logits_minus_probabilities']:+.2f}; logits higher in "
+          f"{100 * result['logits_higher']:.0f} % of the draws, lower in {100 * result['logits_lower']:.0f} %")
     if args.log:
         with open(args.log, "a") as log:
             log.write(json.dumps(record) + "\n")

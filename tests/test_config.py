@@ -279,6 +279,9 @@ def test_a_record_missing_newer_settings_reads_as_it_ran():
     del record["train"]["fused_batchnorm"]
     assert config_from_record(record).train.fused_batchnorm is False  # before it existed
     assert ran.features.top_db == Config().features.top_db  # not listed: the default
+    del record["train"]["average"], record["train"]["temporal_members"]
+    assert config_from_record(record).train.average == "probabilities"  # before round 42, whatever the default
+    assert config_from_record(record).train.temporal_members == 0
     assert config_from_record(Config().to_dict()) == Config()  # a complete record is taken as it is
     with pytest.raises(ValueError, match="reference"):
         config_from_record({"features": {"reference": "peak"}})

@@ -60,7 +60,8 @@ def test_recalibrated_batch_norm_holds_the_statistics_of_its_input_over_the_clip
     assert not np.allclose(model.predict(X[:5], verbose=0), before)
     from emotion_cnn.train import average_models
     with pytest.raises(ValueError, match="recalibrate each member"):
-        recalibrate_batch_norm(average_models([model, build_model((16, 40), 4, ModelConfig(filters=[4]))]), X)
+        recalibrate_batch_norm(average_models([model, build_model((16, 40), 4, ModelConfig(filters=[4]))],
+                                              average="probabilities"), X)
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(again.predict(X[:5], verbose=0), model.predict(X[:5], verbose=0), atol=1e-6)

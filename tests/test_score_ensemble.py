@@ -42,9 +42,9 @@ def test_ensemble_averages_probabilities_per_clip_and_scores_each_fold(score_ens
 def test_logit_average_is_the_normalised_geometric_mean_where_a_sure_member_vetoes(score_ensemble):
     true, folds = ["neutral", "calm"], [1, 1]
     a, b = np.zeros((2, 8)), np.zeros((2, 8))
-    # clip 0: a is sure of calm; b finds calm unlikely and is split between neutral and happy
+    # clip 0: a is sure of calm; b finds calm unlikely and is split between neutral and sad
     # (0 as saved: below 5e-7). Mean: calm 0.455, neutral 0.295. Geometric: neutral
-    # sqrt(0.1 * 0.49) against calm sqrt(0.9 * 0.01), happy all but 0. Clip 1: both say calm
+    # sqrt(0.1 * 0.49) against calm sqrt(0.9 * 0.01), sad all but 0. Clip 1: both say calm
     a[0, 0], a[0, 1] = 0.1, 0.9
     b[0, 0], b[0, 1], b[0, 3] = 0.49, 0.01, 0.5
     a[1, 1] = b[1, 1] = 1.0
@@ -219,3 +219,43 @@ def test_curve_from_the_command_line(score_ensemble, rng, tmp_path, monkeypatch,
             score_ensemble.main()
         assert "--curve takes two or more" in capsys.readouterr().err
     assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_draws_score_every_choice_of_k_runs_of_each_kind_both_ways(score_ensemble, rng, tmp_path, monkeypatch,
+                                                                    capsys):
+    true = [EMOTIONS[i % 8] for i in range(16)]
+    folds = [1] * 8 + [2] * 8
+    paths = {}
+    for name in ("d1", "d2", "d3", "t1", "t2"):
+        paths[name] = str(tmp_path / f"{name}.csv")
+        predictions(rng.dirichlet(np.full(8, 0.3), size=16), true, folds).to_csv(paths[name], index=False)
+    runs = {name: score_ensemble.read_run(path) for name, path in paths.items()}
+    result = score_ensemble.draw_scores([(2, ["d1", "d2", "d3"]), (1, ["t1", "t2"])], runs)
+    draws = [[a, b, t] for a, b in (("d1", "d2"), ("d1", "d3"), ("d2", "d3")) for t in ("t1", "t2")]
+    assert result["draws"] == 6
+    for average in ("probabilities", "logits"):
+        uas = [score_ensemble.mean_ua([runs[n] for n in draw], average=average) for draw in draws]
+        assert result[average]["mean_ua"] == pytest.approx(np.mean(uas))
+        assert (result[average]["min_ua"], result[average]["max_ua"]) == (min(uas), max(uas))
+    assert result["logits_minus_probabilities"] == pytest.approx(
+        result["logits"]["mean_ua"] - result["probabilities"]["mean_ua"])
+    assert result["logits_higher"] + result["logits_lower"] <= 1.0
+    fresh = score_ensemble.draw_scores([(2, ["d1", "d2", "d3"]), (1, ["t1", "t2"])], runs, fresh={"d3", "t2"})
+    assert fresh["draws"] == 5  # all but d1 + d2 + t1
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setattr("sys.argv", ["score_ensemble.py", "mix", "--draw", "2", paths["d1"], paths["d2"], paths["d3"],
+                                     "--draw", "1", paths["t1"], paths["t2"], "--fresh", paths["t2"],
+                                     "--round", "42", "--log", str(log)])
+    assert score_ensemble.main() == 0
+    record = json.loads(log.read_text())
+    assert record["overrides"] == {"draws_of": [[2, ["d1", "d2", "d3"]], [1, ["t1", "t2"]]], "fresh": ["t2"]}
+    assert record["draws"] == 3 and record["round"] == "42"
+    assert "RESULT mix: 3 draws" in capsys.readouterr().out
+    for bad in (["--draw", "3", paths["d1"], paths["d2"]],  # fewer runs than K
+                ["--draw", "1", paths["d1"], "--fresh", paths["t1"]],  # a fresh run not drawn
+                ["--draw", "1", paths["d1"], "--average", "logits"],
+                ["--merge", str(tmp_path), "--average", "logits"]):
+        monkeypatch.setattr("sys.argv", ["score_ensemble.py", "x", *bad])
+        with pytest.raises(SystemExit):
+            score_ensemble.main()

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import benchmark_script, make_dataset
 
 from emotion_cnn import cv
@@ -9,7 +10,8 @@ from emotion_cnn.splits import EMOBOX_VAL_ACTORS
 from emotion_cnn.train import average_models
 
 
-def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng, monkeypatch, capsys):
+@pytest.mark.parametrize("average", ["probabilities", "logits"])
+def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng, monkeypatch, capsys, average):
     data = make_dataset(tmp_path / "ravdess", rng, actors=range(1, 25), repetitions=(1,), emotions=(1, 5),
                         seconds=1.0)
     monkeypatch.setenv("RAVDESS_DIR", str(data))
@@ -23,10 +25,12 @@ def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng,
         keras.utils.set_random_seed(seed)
         member = build_model(X.shape[1:], 8, ModelConfig(filters=[4, 8], recurrent_units=0))
         adapt_normalization(member, X)
+        logits = member.get_layer("emotion_logits")
+        logits.kernel.assign(20 * logits.kernel)  # sure members, whose two means differ
         members.append(member)
     models = tmp_path / "models"
     models.mkdir()
-    average_models(members, average="logits").save(models / "fold3.keras")  # its members output logits
+    average_models(members, average=average).save(models / "fold3.keras")  # with logits, its members output them
     score_tta = benchmark_script("score_tta")
 
     def run(*options: str) -> pd.DataFrame:
@@ -44,9 +48,13 @@ def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng,
                                members[1].predict(split.X_val, verbose=0), atol=2e-4)
     columns = [c for c in second if c.startswith("p_")]
     whole = run("--copies", "0")[columns].to_numpy()
+    probabilities = np.array([m.predict(split.X_val, verbose=0) for m in members])
     # the members' logits averaged: the normalised geometric mean of their probabilities
-    geometric = np.exp(np.mean([np.log(m.predict(split.X_val, verbose=0)) for m in members], axis=0))
-    np.testing.assert_allclose(whole, geometric / geometric.sum(axis=1, keepdims=True), atol=2e-4)
+    geometric = np.exp(np.mean(np.log(probabilities), axis=0))
+    geometric /= geometric.sum(axis=1, keepdims=True)
+    arithmetic = np.mean(probabilities, axis=0)
+    assert np.abs(geometric - arithmetic).max() > 0.01
+    np.testing.assert_allclose(whole, geometric if average == "logits" else arithmetic, atol=2e-4)
     augmented = run("--copies", "2")[columns].to_numpy()  # each clip averaged over 2 masked, shifted copies
     assert augmented.shape == whole.shape and not np.allclose(augmented, whole, atol=1e-3)
     monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(models), str(tmp_path / "x.csv"),

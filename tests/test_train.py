@@ -402,31 +402,36 @@ def test_average_models_joins_probabilities_or_logits(rng):
     np.testing.assert_allclose(average_models(members, average="probabilities").predict(X, verbose=0),
                                arithmetic, atol=1e-5)
     np.testing.assert_allclose(average_models(members, average="logits").predict(X, verbose=0), geometric, atol=1e-5)
-    assert average_models(members[:1]) is members[0]
+    assert average_models(members[:1], average="logits") is members[0]
     with pytest.raises(ValueError, match="train.average must be one of logits, probabilities, not 'median'"):
         average_models(members, average="median")
 
 
-def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthetic_dataset, tmp_path):
+@pytest.mark.parametrize("average", ["probabilities", "logits"])
+def test_snapshot_epochs_join_the_ensemble_as_the_weights_of_those_epochs(synthetic_dataset, tmp_path, average):
     import keras
 
     # a constant learning rate, so epoch 1 of a 3-epoch run is epoch 1 of a 1-epoch run
-    steady = {"schedule": "plateau", "train_on_val": False, "lr_patience": 10, "average": "probabilities"}
-    cfg = small_config(synthetic_dataset, train={**steady, "epochs": 3, "snapshot_epochs": [2, 1]})
+    steady = {"schedule": "plateau", "train_on_val": False, "lr_patience": 10}
+    cfg = small_config(synthetic_dataset, train={**steady, "epochs": 3, "snapshot_epochs": [2, 1], "average": average})
     split = load_split(prepare(cfg, progress=False).split_dir)
     model, history = fit(cfg, split, verbose=0)
     assert list(history["epoch"]) == [1, 2, 3]
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     assert [m.name for m in members] == ["emotion_cnn_1", "emotion_cnn_2", "emotion_cnn_3"]
     x = split.X_test[:5]
-    outputs = [m.predict(x, verbose=0) for m in members]
-    np.testing.assert_allclose(model.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
+    outputs = [m.predict(x, verbose=0) for m in members]  # with logits averaged, the members' logits
+    if average == "logits":
+        expected, probabilities = softmax(np.mean(outputs, axis=0)), [softmax(o) for o in outputs]
+    else:
+        expected, probabilities = np.mean(outputs, axis=0), outputs
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
     one_epoch, _ = fit(small_config(synthetic_dataset, train={**steady, "epochs": 1}), split, verbose=0)
-    np.testing.assert_allclose(outputs[0], one_epoch.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[1], outputs[2])
+    np.testing.assert_allclose(probabilities[0], one_epoch.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(probabilities[0], probabilities[1]) and not np.allclose(probabilities[1], probabilities[2])
     model.save(tmp_path / "snapshots.keras")
     loaded = keras.models.load_model(tmp_path / "snapshots.keras", safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_snapshots_of_a_model_with_an_intensity_head_hold_the_emotion_model_alone(split_with_intensities, tmp_path):

@@ -189,7 +189,7 @@ class TrainConfig:
     # this beside the emotion loss; the head is not part of the saved model. 0: off. Round 30:
     # 0.5 lost 2.0 and 1.4 validation UA on seeds 42 and 43 against the default on the same VM
     intensity_weight: float = 0.0
-    # models trained with seeds seed, seed+1, ...; their probabilities averaged. 3: round 15's rule
+    # models trained with seeds seed, seed+1, ...; joined by train.average. 3: round 15's rule
     # (validation UA of 3 members >= the mean of the 2-member pairs + 0.5) was met, 69.8 vs 69.1
     ensemble: int = 3
     # this many more members, each a 1-D temporal CNN (model.temporal with model.temporal_filters),
@@ -299,7 +299,9 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
 # Settings added since older records (benchmark reports, feature exports) were written, with
 # the value those runs had where it is not the default: before round 5 every run restored its
 # best epoch and held the validation actors out; before round 12 no model had a recurrent part;
-# before round 25 batch norm always trained through Keras' own operations.
+# before round 25 batch norm always trained through Keras' own operations; before round 41 no
+# ensemble had a temporal member. train.average is listed although its default is the old value:
+# records before round 42 averaged probabilities, whatever the default becomes.
 # A setting missing from a record and not listed here ran as its default.
 SETTINGS_OF_OLDER_RECORDS: dict[str, dict[str, Any]] = {
     "train": {"restore_best": True, "train_on_val": False, "fused_batchnorm": False, "temporal_members": 0,

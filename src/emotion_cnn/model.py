@@ -201,8 +201,8 @@ def recalibrate_batch_norm(model: keras.Model, X: np.ndarray, *, batch_size: int
 
 def with_intensity_head(model: keras.Model) -> keras.Model:
     """A training-only twin of ``model`` with a second output: the same layers and weights,
-    plus one sigmoid unit that reads what the emotion layer reads (the pooled features after
-    dropout) and says whether the clip was acted with strong intensity. Fitting the twin trains
+    plus one sigmoid unit that reads what the ``emotion_logits`` layer reads (the pooled features
+    after dropout) and says whether the clip was acted with strong intensity. Fitting the twin trains
     ``model``; the head stays out of ``model``, which is what is saved.
 
     Returns

@@ -534,7 +534,8 @@ class MutualLoss(keras.losses.Loss):
 
 def ensemble_accuracy(y_true, y_pred):
     """Per clip, 1.0 where the mean of the members' probabilities ``y_pred`` ``(batch, members,
-    classes)`` picks the target's class."""
+    classes)`` picks the target's class (a training metric: the mean of probabilities whatever
+    ``train.average`` joins the saved model by)."""
     return ops.cast(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(ops.mean(y_pred, axis=1), axis=-1)),
                     "float32")
 
@@ -645,7 +646,7 @@ def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimize
     return optimizer
 
 
-def average_models(members: list[keras.Model], *, average: str = "probabilities") -> keras.Model:
+def average_models(members: list[keras.Model], *, average: str) -> keras.Model:
     """One model that joins the members' outputs (stock layers only, so it still loads in safe
     mode); a single member is returned as it is.
 
