@@ -249,17 +249,25 @@ def main() -> int:
     if not args.name or not args.predictions:
         parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")
     result = ensemble_scores([read_run(p) for p in args.predictions], average=args.average)
-    record = {"name": args.name, "overrides": {"ensemble_of": [Path(p.split(",")[0]).stem for p in args.predictions],
-                                               "average": args.average},
-              "evaluated_on": args.evaluated_on, **result}
-    if args.round:
-        record["round"] = args.round
     print(f"RESULT {args.name}: {args.evaluated_on} UA {result['mean']['ua']:.1f} ± {result['std']['ua']:.1f} "
           f"{[round(r['ua'], 1) for r in result['folds']]}")
+    log_result(args, {"ensemble_of": [run_name(p) for p in args.predictions], "average": args.average}, result)
+    return 0
+
+
+def run_name(spec: str) -> str:
+    """A run's name in the log: its (first) file's stem."""
+    return Path(spec.split(",")[0]).stem
+
+
+def log_result(args: argparse.Namespace, overrides: dict, result: dict) -> None:
+    """Append the result to ``--log``, if given, as one JSON line."""
+    record = {"name": args.name, "overrides": overrides, "evaluated_on": args.evaluated_on, **result}
+    if args.round:
+        record["round"] = args.round
     if args.log:
         with open(args.log, "a") as log:
             log.write(json.dumps(record) + "\n")
-    return 0
 
 
 def score_draws(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -275,21 +283,14 @@ def score_draws(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if len(set(names)) < len(names) or not set(args.fresh) <= set(names):
         parser.error("--draw: each run once, in one kind; --fresh names runs given to --draw")
     result = draw_scores(kinds, {name: read_run(name) for name in names}, fresh=set(args.fresh))
-    record = {"name": args.name, "evaluated_on": args.evaluated_on,
-              "overrides": {"draws_of": [[k, [Path(p.split(",")[0]).stem for p in kind]] for k, kind in kinds],
-                            **({"fresh": [Path(p.split(",")[0]).stem for p in args.fresh]} if args.fresh else {})},
-              **result}
-    if args.round:
-        record["round"] = args.round
     print(f"RESULT {args.name}: {result['draws']} draws, {args.evaluated_on} UA")
     for average in AVERAGES:
         print(f"  {average:>13}: mean {result[average]['mean_ua']:.2f} (lowest {result[average]['min_ua']:.2f}, "
               f"highest {result[average]['max_ua']:.2f})")
     print(f"  logits - probabilities: {result['logits_minus_probabilities']:+.2f}; logits higher in "
           f"{100 * result['logits_higher']:.0f} % of the draws, lower in {100 * result['logits_lower']:.0f} %")
-    if args.log:
-        with open(args.log, "a") as log:
-            log.write(json.dumps(record) + "\n")
+    log_result(args, {"draws_of": [[k, [run_name(p) for p in kind]] for k, kind in kinds],
+                      **({"fresh": [run_name(p) for p in args.fresh]} if args.fresh else {})}, result)
     return 0
 
 

@@ -106,7 +106,17 @@ def write_report(directory, probabilities: np.ndarray, true: list[str], folds: l
     predictions(probabilities, true, folds).to_csv(directory / "predictions.csv", index=False)
 
 
-def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config(score_ensemble, tmp_path):
+GEOMETRIC_NEUTRAL = (0.8 ** 2 * 0.1) ** (1 / 3)
+GEOMETRIC_CALM = (0.2 ** 2 * 0.9) ** (1 / 3)
+
+
+@pytest.mark.parametrize("average, neutral", [
+    ("probabilities", (2 * 0.8 + 0.1) / 3),
+    # the weighted geometric mean; the six classes both gave 0 stay at the floor, 5e-7
+    ("logits", GEOMETRIC_NEUTRAL / (GEOMETRIC_NEUTRAL + GEOMETRIC_CALM + 6 * 5e-7)),
+])
+def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config(score_ensemble, tmp_path,
+                                                                                  average, neutral):
     true = ["neutral", "calm"] * 6
     folds = [fold for fold in range(1, 7) for _ in range(2)]
     two, one = np.zeros((12, 8)), np.zeros((12, 8))
@@ -114,14 +124,15 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     # wins, 0.567 : 0.433; if each report counted as one member calm would, 0.45 : 0.55
     two[:, 0], two[:, 1] = 0.8, 0.2
     one[:, 0], one[:, 1] = 0.1, 0.9
-    probabilities = {"train": {"average": "probabilities"}}
-    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2, **probabilities)
-    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1, **probabilities)
+    joined_by = {"train": {"average": average}}
+    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2, **joined_by)
+    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1, **joined_by)
     result, merged = score_ensemble.merge_reports([tmp_path / "member-44", tmp_path / "members-42-43"])
     assert list(merged["predicted"]) == ["neutral"] * 12
-    np.testing.assert_allclose(merged["p_neutral"], (2 * 0.8 + 0.1) / 3, atol=1e-6)
+    np.testing.assert_allclose(merged["p_neutral"], neutral, atol=1e-6)
     assert result["mean"]["wa"] == 50.0 and [row["fold"] for row in result["folds"]] == list(range(1, 7))
     assert result["config"]["seed"] == 42 and result["config"]["train"]["ensemble"] == 3
+    assert result["config"]["train"]["average"] == average
     assert result["folds"][0]["epochs"] == 180 and result["folds"][0]["seconds"] == 300.0
     assert result["wall_seconds"] == 900.0 and result["commit"] == "c42+c44"
     assert result["finished"] == "2026-12-03T12:00:00+00:00"
@@ -129,22 +140,6 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     assert "members-42-43 (2 members from seed 42); member-44 (1 member from seed 44)" in results_markdown(result)
     assert config_from_record(result["config"]).train.ensemble == 3
     assert "backend" not in result  # "cpu" names none
-
-
-def test_merge_of_reports_that_average_logits_is_the_weighted_geometric_mean(score_ensemble, tmp_path):
-    true = ["neutral", "calm"] * 6
-    folds = [fold for fold in range(1, 7) for _ in range(2)]
-    two, one = np.zeros((12, 8)), np.zeros((12, 8))
-    two[:, 0], two[:, 1] = 0.8, 0.2
-    one[:, 0], one[:, 1] = 0.1, 0.9
-    logits = {"train": {"average": "logits"}}
-    write_report(tmp_path / "members-42-43", two, true, folds, seed=42, members=2, **logits)
-    write_report(tmp_path / "member-44", one, true, folds, seed=44, members=1, **logits)
-    result, merged = score_ensemble.merge_reports([tmp_path / "member-44", tmp_path / "members-42-43"])
-    neutral, calm = (0.8 ** 2 * 0.1) ** (1 / 3), (0.2 ** 2 * 0.9) ** (1 / 3)
-    # the six classes both gave 0 stay at the floor, 5e-7
-    np.testing.assert_allclose(merged["p_neutral"], neutral / (neutral + calm + 6 * 5e-7), atol=1e-6)
-    assert result["config"]["train"]["average"] == "logits" and result["config"]["train"]["ensemble"] == 3
 
 
 def test_merge_keeps_the_backend_its_reports_share_and_refuses_two(score_ensemble, tmp_path):
