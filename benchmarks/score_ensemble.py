@@ -220,6 +220,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.merge and args.average:
         parser.error("--merge joins the reports as their own train.average says: no --average")
+    if args.merge and (args.name or args.predictions or args.log):
+        parser.error("--merge writes a report folder, not a log row: no NAME, prediction files or --log")
+    if args.out and not args.merge:
+        parser.error("--out goes with --merge")
     if args.draw:
         return score_draws(parser, args)
     if args.fresh:
@@ -247,7 +251,8 @@ def main() -> int:
               f"-> {out}")
         return 0
     if not args.name or not args.predictions:
-        parser.error("give NAME and one or more prediction files, or --merge REPORT_DIR ...")
+        parser.error("give NAME and one or more prediction files, or NAME --draw K RUN ..., "
+                     "or --curve RUN RUN ..., or --merge REPORT_DIR ...")
     result = ensemble_scores([read_run(p) for p in args.predictions], average=args.average)
     print(f"RESULT {args.name}: {args.evaluated_on} UA {result['mean']['ua']:.1f} ± {result['std']['ua']:.1f} "
           f"{[round(r['ua'], 1) for r in result['folds']]}")
@@ -280,8 +285,13 @@ def score_draws(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             parser.error(f"--draw {' '.join(draw)}: give K (1 or more), then at least K runs")
         kinds.append((int(draw[0]), draw[1:]))
     names = [name for _, kind in kinds for name in kind]
-    if len(set(names)) < len(names) or not set(args.fresh) <= set(names):
-        parser.error("--draw: each run once, in one kind; --fresh names runs given to --draw")
+    if len({run_name(name) for name in names}) < len(names):
+        parser.error("--draw: each run once, in one kind, and no two runs of the same file name (the log "
+                     "names runs by it)")
+    not_drawn = [name for name in args.fresh if name not in names]
+    if not_drawn:
+        parser.error(f"--fresh {' '.join(not_drawn)}: not among the --draw runs (give each exactly as given "
+                     "to --draw, a run's halves joined by a comma)")
     result = draw_scores(kinds, {name: read_run(name) for name in names}, fresh=set(args.fresh))
     print(f"RESULT {args.name}: {result['draws']} draws, {args.evaluated_on} UA")
     for average in AVERAGES:

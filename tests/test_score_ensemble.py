@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -121,7 +123,8 @@ def test_merge_weighs_each_report_by_its_members_and_writes_the_ensembles_config
     folds = [fold for fold in range(1, 7) for _ in range(2)]
     two, one = np.zeros((12, 8)), np.zeros((12, 8))
     # 2 members say neutral (0.8 : 0.2), the third says calm (0.1 : 0.9): weighed 2 : 1 neutral
-    # wins, 0.567 : 0.433; if each report counted as one member calm would, 0.45 : 0.55
+    # wins (probabilities 0.567 : 0.433, logits 0.548 : 0.452); if each report counted as one
+    # member calm would (0.45 : 0.55 and 0.40 : 0.60)
     two[:, 0], two[:, 1] = 0.8, 0.2
     one[:, 0], one[:, 1] = 0.1, 0.9
     joined_by = {"train": {"average": average}}
@@ -228,13 +231,15 @@ def test_draws_score_every_choice_of_k_runs_of_each_kind_both_ways(score_ensembl
     result = score_ensemble.draw_scores([(2, ["d1", "d2", "d3"]), (1, ["t1", "t2"])], runs)
     draws = [[a, b, t] for a, b in (("d1", "d2"), ("d1", "d3"), ("d2", "d3")) for t in ("t1", "t2")]
     assert result["draws"] == 6
+    uas = {}
     for average in ("probabilities", "logits"):
-        uas = [score_ensemble.mean_ua([runs[n] for n in draw], average=average) for draw in draws]
-        assert result[average]["mean_ua"] == pytest.approx(np.mean(uas))
-        assert (result[average]["min_ua"], result[average]["max_ua"]) == (min(uas), max(uas))
-    assert result["logits_minus_probabilities"] == pytest.approx(
-        result["logits"]["mean_ua"] - result["probabilities"]["mean_ua"])
-    assert result["logits_higher"] + result["logits_lower"] <= 1.0
+        uas[average] = np.array([score_ensemble.mean_ua([runs[n] for n in draw], average=average) for draw in draws])
+        assert result[average]["mean_ua"] == pytest.approx(uas[average].mean())
+        assert (result[average]["min_ua"], result[average]["max_ua"]) == (uas[average].min(), uas[average].max())
+    assert not np.array_equal(uas["logits"], uas["probabilities"])  # the two ways differ on these runs
+    assert result["logits_minus_probabilities"] == pytest.approx(np.mean(uas["logits"] - uas["probabilities"]))
+    assert result["logits_higher"] == np.mean(uas["logits"] > uas["probabilities"])
+    assert result["logits_lower"] == np.mean(uas["logits"] < uas["probabilities"])
     fresh = score_ensemble.draw_scores([(2, ["d1", "d2", "d3"]), (1, ["t1", "t2"])], runs, fresh={"d3", "t2"})
     assert fresh["draws"] == 5  # all but d1 + d2 + t1
 
@@ -245,12 +250,26 @@ def test_draws_score_every_choice_of_k_runs_of_each_kind_both_ways(score_ensembl
     assert score_ensemble.main() == 0
     record = json.loads(log.read_text())
     assert record["overrides"] == {"draws_of": [[2, ["d1", "d2", "d3"]], [1, ["t1", "t2"]]], "fresh": ["t2"]}
-    assert record["draws"] == 3 and record["round"] == "42"
+    assert (record["name"], record["evaluated_on"], record["draws"], record["round"]) == ("mix", "val", 3, "42")
     assert "RESULT mix: 3 draws" in capsys.readouterr().out
-    for bad in (["--draw", "3", paths["d1"], paths["d2"]],  # fewer runs than K
-                ["--draw", "1", paths["d1"], "--fresh", paths["t1"]],  # a fresh run not drawn
-                ["--draw", "1", paths["d1"], "--average", "logits"],
-                ["--merge", str(tmp_path), "--average", "logits"]):
-        monkeypatch.setattr("sys.argv", ["score_ensemble.py", "x", *bad])
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "d1.csv").write_text(Path(paths["d1"]).read_text())
+    for bad, message in (
+            (["x", "--draw", "3", paths["d1"], paths["d2"]], "give K \\(1 or more\\), then at least K runs"),
+            (["x", "--draw", "0", paths["d1"]], "give K"),
+            (["x", "--draw", "two", paths["d1"], paths["d2"]], "give K"),
+            (["x", "--draw", "1", paths["d1"], "--fresh", paths["t1"]], f"--fresh {paths['t1']}: not among"),
+            (["x", "--draw", "1", paths["d1"], "--draw", "1", paths["d1"]], "each run once"),
+            (["x", "--draw", "1", paths["d1"], str(tmp_path / "copy" / "d1.csv")], "same file name"),
+            (["x", "--draw", "1", paths["d1"], "--average", "logits"], "scores both averages"),
+            (["x", paths["d2"], "--draw", "1", paths["d1"]], "no other prediction files"),
+            (["x", "--draw", "1", paths["d1"], "--curve"], "--curve"),
+            (["x", paths["d1"], "--fresh", paths["d1"]], "--fresh goes with --draw"),
+            (["x", paths["d1"], "--out", str(tmp_path)], "--out goes with --merge"),
+            (["--merge", str(tmp_path), "--average", "logits"], "no --average"),
+            (["x", "--merge", str(tmp_path)], "not a log row"),
+            (["--merge", str(tmp_path), "--log", str(log)], "not a log row")):
+        monkeypatch.setattr("sys.argv", ["score_ensemble.py", *bad])
         with pytest.raises(SystemExit):
             score_ensemble.main()
+        assert re.search(message, capsys.readouterr().err), bad
