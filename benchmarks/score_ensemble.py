@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emotion_cnn.config import AVERAGES, EMOTIONS, LABEL_INDEX, TrainConfig, config_from_record
+from emotion_cnn.config import AVERAGES, EMOTIONS, LABEL_INDEX, TrainConfig, check_average, config_from_record
 from emotion_cnn.cv import fold_row, report_backend, summarise
 from emotion_cnn.evaluate import scores
 
@@ -56,8 +56,7 @@ def average_probabilities(frames: list[pd.DataFrame], weights: list[float] | Non
     clips joined as ``train.average`` joins an ensemble's members, ``(n_clips, n_classes)``:
     ``"probabilities"``, their (weighted) mean; ``"logits"``, their (weighted) geometric mean,
     normalised, which is the softmax of the mean of the members' logits."""
-    if average not in AVERAGES:
-        raise ValueError(f"average must be one of {', '.join(AVERAGES)}, not {average!r}")
+    check_average(average)
     key = ["fold", "clip_id"]
     frames = [f.sort_values(key).reset_index(drop=True) for f in frames]
     for other in frames[1:]:

@@ -88,6 +88,12 @@ LABEL_INDEX: dict[str, int] = {label: i for i, label in enumerate(EMOTIONS)}
 AVERAGES: tuple[str, ...] = ("logits", "probabilities")  # train.average: how an ensemble's members join
 
 
+def check_average(average: str) -> None:
+    """Raise ``ValueError`` unless ``average`` is one of :data:`AVERAGES`."""
+    if average not in AVERAGES:
+        raise ValueError(f"train.average must be one of {', '.join(AVERAGES)}, not {average!r}")
+
+
 @dataclass
 class FeatureConfig:
     """How a clip becomes a log-mel array of shape ``(n_mels, n_frames)``."""

@@ -22,7 +22,7 @@ import pandas as pd
 from keras import layers, ops
 
 from emotion_cnn import evaluate
-from emotion_cnn.config import AVERAGES, Config, TrainConfig, paths, save_config
+from emotion_cnn.config import Config, TrainConfig, check_average, paths, save_config
 from emotion_cnn.fused_batchnorm import fused_batchnorm
 from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
 from emotion_cnn.model import adapt_normalization, build_model, recalibrate_batch_norm, with_intensity_head
@@ -349,8 +349,7 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.schedule must be 'plateau' or 'cosine', not {cfg.train.schedule!r}")
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
-    if cfg.train.average not in AVERAGES:
-        raise ValueError(f"train.average must be one of {', '.join(AVERAGES)}, not {cfg.train.average!r}")
+    check_average(cfg.train.average)  # now, not after the members have trained
     if cfg.train.temporal_members < 0:
         raise ValueError(f"train.temporal_members must be 0 (none) or more, not {cfg.train.temporal_members}")
     temporal = replace(cfg, model=replace(cfg.model, temporal=True, filters=list(cfg.model.temporal_filters)))
@@ -655,8 +654,7 @@ def average_models(members: list[keras.Model], *, average: str) -> keras.Model:
     the members inside, ``emotion_cnn_1``, ..., then output logits. ``"probabilities"``: the
     mean of the members' probabilities.
     """
-    if average not in AVERAGES:
-        raise ValueError(f"train.average must be one of {', '.join(AVERAGES)}, not {average!r}")
+    check_average(average)
     if len(members) == 1:
         return members[0]
     if average == "probabilities":
