@@ -140,7 +140,7 @@ class ModelConfig:
     # True: each block adds its input to its last conv's output before the ReLU (a residual
     # block; a 1x1 conv matches the channels), meant for convs_per_block >= 2. Rounds 49-50, with
     # convs_per_block=2: at half width 64.5 validation UA alone (the default's member 66.4); at full
-    # width 66.2 alone, for 2.8x the training, and -0.05 in an ensemble in place of two members
+    # width 66.2 alone, for 2.8x the training, and -0.04 in an ensemble in place of two 2-D members
     residual: bool = False
     # time: mean and max over time, frequency position kept; attention: a learned weighted
     # mean instead of the plain one; global: mean and max over time and frequency
