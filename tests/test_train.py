@@ -600,6 +600,26 @@ def test_weight_decay_shrinks_kernels_but_not_batch_norm_or_biases():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 0.95)
 
 
+def test_sgd_steps_with_nesterov_momentum_and_decays_only_kernels():
+    import keras
+
+    sgd = train_module.make_optimizer(TrainConfig(optimizer="sgd", momentum=0.5), 0.1)
+    assert type(sgd) is keras.optimizers.SGD and sgd.nesterov
+    weight = keras.Variable(np.zeros(2, dtype="float32"), name="kernel")
+    for _ in range(2):
+        sgd.apply_gradients([(np.ones(2, dtype="float32"), weight)])
+    # gradient 1, velocity v <- 0.5 v - 0.1, Nesterov step 0.5 v - 0.1: -0.15 then -0.175
+    # (plain momentum would step v itself: -0.1 then -0.15)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), -0.325, rtol=1e-6)
+
+    decayed = train_module.make_optimizer(TrainConfig(optimizer="sgd", weight_decay=0.5), 0.1)
+    kernel, gamma = keras.Variable(np.ones(3, dtype="float32"), name="kernel"), keras.Variable(
+        np.ones(3, dtype="float32"), name="gamma")
+    decayed.apply_gradients(zip([np.zeros(3, dtype="float32")] * 2, [kernel, gamma]))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 1 - 0.1 * 0.5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(gamma), 1.0)
+
+
 def test_mutual_loss_is_each_members_cross_entropy_plus_the_kl_from_its_peers(rng):
     probabilities = rng.dirichlet(np.ones(8), size=(4, 3)).astype("float32")  # (batch, members, classes)
     target = np.eye(8, dtype="float32")[[0, 3, 3, 7]]
@@ -704,6 +724,9 @@ def test_mutual_weight_pulls_the_members_predictions_together(rng):
                                                "probabilities, not 'median'"),
                                               ({"mutual_weight": 1.0, "ensemble": 2, "temporal_members": 1},
                                                "train.temporal_members=0"),
+                                              ({"optimizer": "rmsprop"}, "train.optimizer must be one of adam, "
+                                               "sgd, not 'rmsprop'"),
+                                              ({"optimizer": "sgd", "momentum": 1.0}, "train.momentum"),
                                               ({"time_stretch": 1.0}, "train.time_stretch"),
                                               ({"freq_warp": -0.1}, "train.freq_warp"),
                                               ({"ema_momentum": 1.0}, "train.ema_momentum"),

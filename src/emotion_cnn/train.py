@@ -22,7 +22,7 @@ import pandas as pd
 from keras import layers, ops
 
 from emotion_cnn import evaluate
-from emotion_cnn.config import Config, TrainConfig, check_average, paths, save_config
+from emotion_cnn.config import Config, TrainConfig, check_average, check_optimizer, paths, save_config
 from emotion_cnn.fused_batchnorm import fused_batchnorm
 from emotion_cnn.io import atomic_save_csv, atomic_write_json, new_folder
 from emotion_cnn.model import adapt_normalization, build_model, recalibrate_batch_norm, with_intensity_head
@@ -350,6 +350,7 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
     if cfg.train.ensemble < 1:
         raise ValueError(f"train.ensemble must be at least 1, not {cfg.train.ensemble}")
     check_average(cfg.train.average)  # now, not after the members have trained
+    check_optimizer(cfg.train.optimizer)
     if cfg.train.temporal_members < 0:
         raise ValueError(f"train.temporal_members must be 0 (none) or more, not {cfg.train.temporal_members}")
     temporal = replace(cfg, model=replace(cfg.model, temporal=True, filters=list(cfg.model.temporal_filters)))
@@ -378,6 +379,8 @@ def fit(cfg: Config, split: Split, *, run_dir: Path | None = None, verbose: int 
         raise ValueError(f"train.intensity_weight must be 0 (off) or more, not {cfg.train.intensity_weight}")
     if not 0 <= cfg.train.weight_decay < 1:
         raise ValueError(f"train.weight_decay must be in [0, 1), not {cfg.train.weight_decay}")
+    if not 0 <= cfg.train.momentum < 1:
+        raise ValueError(f"train.momentum must be in [0, 1), not {cfg.train.momentum}")
     if not 0 <= cfg.train.ema_momentum < 1:
         raise ValueError(f"train.ema_momentum must be in [0, 1), not {cfg.train.ema_momentum}")
     if cfg.train.ema_momentum and cfg.train.restore_best:
@@ -635,13 +638,21 @@ def _fit_one(cfg: Config, split: Split, *, seed: int, log: Path | None, verbose:
 
 
 def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
-    """Adam, or AdamW when ``cfg.weight_decay`` > 0 (batch-norm scales and offsets and biases
-    are not decayed); either keeps a moving average of the weights when ``cfg.ema_momentum`` > 0."""
+    """Adam, AdamW when ``cfg.weight_decay`` > 0, or SGD with Nesterov momentum when
+    ``cfg.optimizer`` is ``"sgd"`` (decayed by ``cfg.weight_decay`` too when it is > 0). Decay
+    spares batch-norm scales and offsets and biases; any of them keeps a moving average of the
+    weights when ``cfg.ema_momentum`` > 0."""
+    check_optimizer(cfg.optimizer)
     ema = {"use_ema": cfg.ema_momentum > 0, "ema_momentum": cfg.ema_momentum}
-    if not cfg.weight_decay:
-        return keras.optimizers.Adam(learning_rate, **ema)
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay, **ema)
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    decay = {"weight_decay": cfg.weight_decay} if cfg.weight_decay else {}
+    if cfg.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=cfg.momentum, nesterov=True, **decay, **ema)
+    elif cfg.weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, **decay, **ema)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, **ema)
+    if cfg.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
 
 
