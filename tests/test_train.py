@@ -613,11 +613,12 @@ def test_sgd_steps_with_nesterov_momentum_and_decays_only_kernels():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), -0.325, rtol=1e-6)
 
     decayed = train_module.make_optimizer(TrainConfig(optimizer="sgd", weight_decay=0.5), 0.1)
-    kernel, gamma = keras.Variable(np.ones(3, dtype="float32"), name="kernel"), keras.Variable(
-        np.ones(3, dtype="float32"), name="gamma")
-    decayed.apply_gradients(zip([np.zeros(3, dtype="float32")] * 2, [kernel, gamma]))
+    kernel, gamma, beta, bias = (keras.Variable(np.ones(3, dtype="float32"), name=name)
+                                 for name in ("kernel", "gamma", "beta", "bias"))
+    decayed.apply_gradients(zip([np.zeros(3, dtype="float32")] * 4, [kernel, gamma, beta, bias]))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 1 - 0.1 * 0.5)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(gamma), 1.0)
+    for exempt in (gamma, beta, bias):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(exempt), 1.0)
 
 
 def test_mutual_loss_is_each_members_cross_entropy_plus_the_kl_from_its_peers(rng):
