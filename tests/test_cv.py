@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from conftest import make_dataset, small_config
 
-from emotion_cnn.cv import cross_validate, fold_split, load_features, results_markdown, write_report
+from emotion_cnn.cv import (cross_validate, fold_split, load_features, results_markdown, speaker_breakdown,
+                             speakers_markdown, write_report)
 from emotion_cnn.splits import EMOBOX_TEST_ACTORS, EMOBOX_VAL_ACTORS
 
 
@@ -43,8 +44,10 @@ def test_cross_validation_writes_the_report(all_actors_dataset, project_root):
     assert np.array(saved["pooled_confusion"]).sum() == 2 * 4 * 8
     assert datetime.fromisoformat(saved["finished"]).tzinfo is not None  # orders two reports of one day
     assert saved["backend"] == keras.backend.backend()  # the saved model's sidecar picks its figure by it
-    assert (reports[0] / "confusion_pooled.png").is_file()
+    assert (reports[0] / "confusion_pooled.png").is_file() and (reports[0] / "ua_per_actor.png").is_file()
+    assert sorted(saved["per_speaker"]["actor"]) == ["10", "12", "14", "15", "16", "18", "2", "4"]  # JSON keys
     assert "| 2 | 4, 10, 12, 14 |" in (reports[0] / "results.md").read_text()
+    assert "UA % per test actor, hardest first" in (reports[0] / "results.md").read_text()
     assert not (project_root / "splits" / "LATEST").exists()  # `train` keeps using the user's split
     # the same commit benchmarked again that day: a folder of its own, the first report kept
     first = (reports[0] / "metrics.json").read_text()
@@ -84,6 +87,24 @@ def test_folds_in_parallel_processes_report_in_fold_order(all_actors_dataset, pr
     report = project_root / "reports" / "benchmarks"
     saved = json.loads(next(report.iterdir()).joinpath("metrics.json").read_text())
     assert np.array(saved["pooled_confusion"]).sum() == 3 * 4 * 8
+
+
+def test_speaker_breakdown_scores_each_actor_gender_and_intensity_by_ua():
+    rows = [  # actor, gender, intensity, true, predicted
+        (1, "male", "normal", "neutral", "neutral"), (1, "male", "normal", "sad", "calm"),
+        (1, "male", "strong", "sad", "sad"), (1, "male", "strong", "sad", "sad"),
+        (2, "female", "normal", "neutral", "sad"), (2, "female", "strong", "sad", "sad"),
+    ]
+    predictions = pd.DataFrame(rows, columns=["actor", "gender", "intensity", "true", "predicted"])
+    breakdown = speaker_breakdown(predictions)
+    # actor 1: neutral 1/1, sad 2/3 -> (1 + 2/3) / 2; actor 2: neutral 0/1, sad 1/1 -> 1/2
+    assert breakdown["actor"] == {1: 83.3, 2: 50.0}
+    assert breakdown["gender"] == {"female": 50.0, "male": 83.3}
+    # normal: neutral 1/2, sad 0/1 -> 25; strong: sad only, 3/3 (the calm it never holds is not a class of it)
+    assert breakdown["intensity"] == {"normal": 25.0, "strong": 100.0}
+    text = speakers_markdown(breakdown)
+    assert text.startswith("UA % per test actor, hardest first (median 66.7, 50.0 to 83.3): 2: 50.0, 1: 83.3.")
+    assert "female 50.0; male 83.3; normal 25.0; strong 100.0" in text
 
 
 def test_results_markdown_lists_published_baselines():

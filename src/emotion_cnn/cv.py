@@ -6,7 +6,7 @@ epochs, then scores its 4 test actors. ``evaluate_on="val"`` scores the validati
 actors instead: that is what settings are tuned on, so the test actors are touched once.
 Results go to ``reports/benchmarks/<date>-<commit>/`` (``-2``, ``-3``, ... for a later run of the
 same commit that day): ``metrics.json``, ``results.md``, the pooled confusion matrix over every
-test prediction, and ``predictions.csv``.
+test prediction, UA per test actor (``ua_per_actor.png``), and ``predictions.csv``.
 """
 
 from __future__ import annotations
@@ -312,8 +312,38 @@ def _score_fold_in_worker(task) -> tuple[dict, pd.DataFrame]:
     return _score_fold(task, *_worker_data)
 
 
+def speaker_breakdown(predictions: pd.DataFrame) -> dict:
+    """UA in % of pooled test predictions per actor, per gender and per intensity.
+
+    Over the 6 folds every actor is a test actor once, so ``actor`` spans all 24 speakers the
+    models never heard: how far apart they lie, which one fold's mean hides.
+
+    Parameters
+    ----------
+    predictions : pd.DataFrame
+        One row per clip with ``true``, ``predicted``, ``actor``, ``gender`` and ``intensity``.
+
+    Returns
+    -------
+    dict
+        ``{"actor": {actor: ua}, "gender": {...}, "intensity": {...}}``; each UA is the recall
+        averaged over the classes that group holds (no neutral clip is acted strong).
+    """
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    def ua(rows: pd.DataFrame) -> float:
+        with warnings.catch_warnings():  # a class predicted that the group never holds
+            warnings.simplefilter("ignore", UserWarning)
+            return round(100 * float(balanced_accuracy_score(rows["true"], rows["predicted"])), 1)
+
+    return {by: {(int(key) if by == "actor" else str(key)): ua(rows) for key, rows in predictions.groupby(by)}
+            for by in ("actor", "gender", "intensity")}
+
+
 def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None = None) -> Path:
-    """metrics.json, results.md, predictions.csv and the pooled confusion matrix."""
+    """metrics.json, results.md, predictions.csv, the pooled confusion matrix and UA per actor."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
@@ -332,12 +362,18 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
     np.fill_diagonal(off, 0)
     worst = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1][:5], off.shape))[0]
     result["most_confused"] = [f"{labels[i]} -> {labels[j]} ({off[i, j]:.0%})" for i, j in worst]
+    result["per_speaker"] = speaker_breakdown(predictions)
     atomic_write_json(out_dir / "metrics.json", result)
     atomic_save_csv(out_dir / "predictions.csv", predictions)
     fig = plots.confusion_heatmap(confusion, labels, normalize=True,
                                   title=f"Pooled over {len(predictions)} test predictions, "
                                         f"{len(result['folds'])} folds",
                                   path=out_dir / "confusion_pooled.png")
+    plt.close(fig)
+    per_actor = result["per_speaker"]["actor"]
+    fig = plots.accuracy_bars({actor: ua / 100 for actor, ua in per_actor.items()},
+                              title=f"UA per test actor, pooled over {len(result['folds'])} folds",
+                              xlabel="actor", ylabel="UA", path=out_dir / "ua_per_actor.png")
     plt.close(fig)
     atomic_write_text(out_dir / "results.md", results_markdown(result))
     print(f"report: {out_dir}", flush=True)
@@ -368,4 +404,17 @@ def results_markdown(result: dict) -> str:
         lines.append(f"- {name}: {ua:.1f} / {wa:.1f} / {f1:.1f}")
     if "most_confused" in result:
         lines += ["", "Most confused (true -> predicted, share of the true class): " + "; ".join(result["most_confused"])]
+    if "per_speaker" in result:
+        lines += ["", speakers_markdown(result["per_speaker"])]
     return "\n".join(lines) + "\n"
+
+
+def speakers_markdown(per_speaker: dict) -> str:
+    """:func:`speaker_breakdown`'s figures as one paragraph: every actor from the hardest up."""
+    actors = sorted(per_speaker["actor"].items(), key=lambda item: (item[1], item[0]))
+    values = np.array([ua for _, ua in actors])
+    groups = "; ".join(f"{key} {ua:.1f}" for by in ("gender", "intensity") for key, ua in per_speaker[by].items())
+    return (f"UA % per test actor, hardest first (median {np.median(values):.1f}, "
+            f"{values.min():.1f} to {values.max():.1f}): "
+            + ", ".join(f"{actor}: {ua:.1f}" for actor, ua in actors)
+            + f". By gender and intensity: {groups}.")

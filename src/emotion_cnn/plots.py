@@ -80,14 +80,14 @@ def confusion_heatmap(confusion: np.ndarray, labels: list[str], *, normalize: bo
     return _save(fig, path)
 
 
-def accuracy_bars(accuracy: dict, *, title: str, xlabel: str,
+def accuracy_bars(accuracy: dict, *, title: str, xlabel: str, ylabel: str = "accuracy",
                   path: str | Path | None = None) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(accuracy) + 2), 3.5))
     keys = [str(k) for k in accuracy]
     ax.bar(keys, list(accuracy.values()), color="steelblue")
     ax.set_ylim(0, 1)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     for i, v in enumerate(accuracy.values()):
         ax.text(i, v + 0.02, f"{v:.2f}", ha="center")
