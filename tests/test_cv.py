@@ -105,6 +105,10 @@ def test_speaker_breakdown_scores_each_actor_gender_and_intensity_by_ua():
     text = speakers_markdown(breakdown)
     assert text.startswith("UA % per test actor, hardest first (median 66.7, 50.0 to 83.3): 2: 50.0, 1: 83.3.")
     assert "female 50.0; male 83.3; normal 25.0; strong 100.0" in text
+    # an older predictions file without genders or intensities still gets its actors
+    actors_only = speaker_breakdown(predictions.drop(columns=["gender", "intensity"]))
+    assert actors_only == {"actor": {1: 83.3, 2: 50.0}}
+    assert speakers_markdown(actors_only).endswith("2: 50.0, 1: 83.3.")
 
 
 def test_results_markdown_lists_published_baselines():

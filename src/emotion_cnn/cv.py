@@ -326,8 +326,9 @@ def speaker_breakdown(predictions: pd.DataFrame) -> dict:
     Returns
     -------
     dict
-        ``{"actor": {actor: ua}, "gender": {...}, "intensity": {...}}``; each UA is the recall
-        averaged over the classes that group holds (no neutral clip is acted strong).
+        ``{"actor": {actor: ua}, "gender": {...}, "intensity": {...}}``, each for the columns
+        present; each UA is the recall averaged over the classes that group holds (no neutral
+        clip is acted strong, so ``strong`` averages 7 classes).
     """
     import warnings
 
@@ -339,7 +340,7 @@ def speaker_breakdown(predictions: pd.DataFrame) -> dict:
             return round(100 * float(balanced_accuracy_score(rows["true"], rows["predicted"])), 1)
 
     return {by: {(int(key) if by == "actor" else str(key)): ua(rows) for key, rows in predictions.groupby(by)}
-            for by in ("actor", "gender", "intensity")}
+            for by in ("actor", "gender", "intensity") if by in predictions}
 
 
 def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None = None) -> Path:
@@ -370,11 +371,11 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
                                         f"{len(result['folds'])} folds",
                                   path=out_dir / "confusion_pooled.png")
     plt.close(fig)
-    per_actor = result["per_speaker"]["actor"]
-    fig = plots.accuracy_bars({actor: ua / 100 for actor, ua in per_actor.items()},
-                              title=f"UA per test actor, pooled over {len(result['folds'])} folds",
-                              xlabel="actor", ylabel="UA", path=out_dir / "ua_per_actor.png")
-    plt.close(fig)
+    if per_actor := result["per_speaker"].get("actor"):
+        fig = plots.accuracy_bars({actor: ua / 100 for actor, ua in per_actor.items()},
+                                  title=f"UA per test actor, pooled over {len(result['folds'])} folds",
+                                  xlabel="actor", ylabel="UA", path=out_dir / "ua_per_actor.png")
+        plt.close(fig)
     atomic_write_text(out_dir / "results.md", results_markdown(result))
     print(f"report: {out_dir}", flush=True)
     return out_dir
@@ -404,7 +405,7 @@ def results_markdown(result: dict) -> str:
         lines.append(f"- {name}: {ua:.1f} / {wa:.1f} / {f1:.1f}")
     if "most_confused" in result:
         lines += ["", "Most confused (true -> predicted, share of the true class): " + "; ".join(result["most_confused"])]
-    if "per_speaker" in result:
+    if result.get("per_speaker", {}).get("actor"):
         lines += ["", speakers_markdown(result["per_speaker"])]
     return "\n".join(lines) + "\n"
 
@@ -413,8 +414,9 @@ def speakers_markdown(per_speaker: dict) -> str:
     """:func:`speaker_breakdown`'s figures as one paragraph: every actor from the hardest up."""
     actors = sorted(per_speaker["actor"].items(), key=lambda item: (item[1], item[0]))
     values = np.array([ua for _, ua in actors])
-    groups = "; ".join(f"{key} {ua:.1f}" for by in ("gender", "intensity") for key, ua in per_speaker[by].items())
+    groups = "; ".join(f"{key} {ua:.1f}" for by in ("gender", "intensity") for key, ua in per_speaker.get(by, {}).items())
     return (f"UA % per test actor, hardest first (median {np.median(values):.1f}, "
             f"{values.min():.1f} to {values.max():.1f}): "
             + ", ".join(f"{actor}: {ua:.1f}" for actor, ua in actors)
-            + f". By gender and intensity: {groups}.")
+            + (f". By gender and intensity (strong without neutral, which is never acted strong): {groups}."
+               if groups else "."))
