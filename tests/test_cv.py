@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from conftest import make_dataset, small_config
 
-from emotion_cnn.cv import (cross_validate, fold_split, load_features, results_markdown, speaker_breakdown,
-                             speakers_markdown, write_report)
+from emotion_cnn.cv import (cross_validate, fold_split, load_features, results_markdown, speakers_markdown,
+                             write_report)
+from emotion_cnn.evaluate import speaker_breakdown
 from emotion_cnn.splits import EMOBOX_TEST_ACTORS, EMOBOX_VAL_ACTORS
 
 

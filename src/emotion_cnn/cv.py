@@ -312,37 +312,6 @@ def _score_fold_in_worker(task) -> tuple[dict, pd.DataFrame]:
     return _score_fold(task, *_worker_data)
 
 
-def speaker_breakdown(predictions: pd.DataFrame) -> dict:
-    """UA in % of pooled test predictions per actor, per gender and per intensity.
-
-    Over the 6 folds every actor is a test actor once, so ``actor`` spans all 24 speakers the
-    models never heard: how far apart they lie, which one fold's mean hides.
-
-    Parameters
-    ----------
-    predictions : pd.DataFrame
-        One row per clip with ``true``, ``predicted``, ``actor``, ``gender`` and ``intensity``.
-
-    Returns
-    -------
-    dict
-        ``{"actor": {actor: ua}, "gender": {...}, "intensity": {...}}``, each for the columns
-        present; each UA is the recall averaged over the classes that group holds (no neutral
-        clip is acted strong, so ``strong`` averages 7 classes).
-    """
-    import warnings
-
-    from sklearn.metrics import balanced_accuracy_score
-
-    def ua(rows: pd.DataFrame) -> float:
-        with warnings.catch_warnings():  # a class predicted that the group never holds
-            warnings.simplefilter("ignore", UserWarning)
-            return round(100 * float(balanced_accuracy_score(rows["true"], rows["predicted"])), 1)
-
-    return {by: {(int(key) if by == "actor" else str(key)): ua(rows) for key, rows in predictions.groupby(by)}
-            for by in ("actor", "gender", "intensity") if by in predictions}
-
-
 def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None = None) -> Path:
     """metrics.json, results.md, predictions.csv, the pooled confusion matrix and UA per actor."""
     import matplotlib.pyplot as plt
@@ -350,6 +319,7 @@ def write_report(result: dict, predictions: pd.DataFrame, out_dir: Path | None =
 
     from emotion_cnn import plots
     from emotion_cnn.config import EMOTIONS
+    from emotion_cnn.evaluate import speaker_breakdown
 
     partial = "" if len(result["folds"]) == 6 else "-folds" + "_".join(str(r["fold"]) for r in result["folds"])
     if out_dir is None:
@@ -411,7 +381,7 @@ def results_markdown(result: dict) -> str:
 
 
 def speakers_markdown(per_speaker: dict) -> str:
-    """:func:`speaker_breakdown`'s figures as one paragraph: every actor from the hardest up."""
+    """:func:`emotion_cnn.evaluate.speaker_breakdown`'s figures as one paragraph: every actor from the hardest up."""
     actors = sorted(per_speaker["actor"].items(), key=lambda item: (item[1], item[0]))
     values = np.array([ua for _, ua in actors])
     groups = "; ".join(f"{key} {ua:.1f}" for by in ("gender", "intensity") for key, ua in per_speaker.get(by, {}).items())

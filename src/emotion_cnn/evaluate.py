@@ -7,6 +7,7 @@ the mean of per-class recalls: the EmoBox benchmark's names.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,34 @@ def evaluate_predictions(probabilities: np.ndarray, y_true: np.ndarray, labels: 
         label: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else 0.0
         for i, label in enumerate(labels)}
     return Evaluation(metrics, predictions, report, confusion)
+
+
+def speaker_breakdown(predictions: pd.DataFrame) -> dict:
+    """UA in % of pooled test predictions per actor, per gender and per intensity.
+
+    Over the 6 benchmark folds every actor is a test actor once, so ``actor`` spans all 24
+    speakers the models never heard: how far apart they lie, which one fold's mean hides. UA,
+    the benchmark's figure, where a run's ``per_actor`` (:func:`evaluate_predictions`) is accuracy.
+
+    Parameters
+    ----------
+    predictions : pd.DataFrame
+        One row per clip with ``true``, ``predicted``, ``actor``, ``gender`` and ``intensity``.
+
+    Returns
+    -------
+    dict
+        ``{"actor": {actor: ua}, "gender": {...}, "intensity": {...}}``, each for the columns
+        present; each UA is the recall averaged over the classes that group holds (no neutral
+        clip is acted strong, so ``strong`` averages 7 classes).
+    """
+    def ua(rows: pd.DataFrame) -> float:
+        with warnings.catch_warnings():  # a class predicted that the group never holds
+            warnings.simplefilter("ignore", UserWarning)
+            return round(100 * float(balanced_accuracy_score(rows["true"], rows["predicted"])), 1)
+
+    return {by: {(int(key) if by == "actor" else str(key)): ua(rows) for key, rows in predictions.groupby(by)}
+            for by in ("actor", "gender", "intensity") if by in predictions}
 
 
 def save_evaluation(evaluation: Evaluation, labels: list[str], out_dir: Path,
