@@ -9,7 +9,9 @@ processes. An experiment may also set ``train_actors: N`` (train on N of each fo
 training actors: a learning curve), ``speaker_norm: true`` (features shifted per actor by
 :func:`normalise_per_speaker`), ``pcen: true`` (the log-mel turned into PCEN by
 :func:`pcen_from_log_mel`), ``pitch: PATH`` (an ``export_pitch.py`` file's pitch contour as two
-more input rows, :func:`with_pitch_rows`) or ``manifest: PATH`` (score the exact split ``prepare``
+more input rows, :func:`with_pitch_rows`), ``inputs: PATH`` (another export of the same clips and
+frames in place of the log-mel, e.g. ``export_cqt.py``'s constant-Q spectrogram:
+:func:`other_inputs`) or ``manifest: PATH`` (score the exact split ``prepare``
 wrote, on its test clips: the leak table). Results are appended to
 ``benchmarks/results_log.jsonl``: settings -> mean validation UA. ``--test NAME`` scores the test actors instead (the final figure, once).
 With ``--folds`` naming some of the 6 folds (a run split over processes), each row is marked
@@ -128,6 +130,16 @@ def with_pitch_rows(X: np.ndarray, meta: pd.DataFrame, pitch_path: str, *, floor
     return np.concatenate([rows.astype(X.dtype), X], axis=1)
 
 
+def other_inputs(X: np.ndarray, meta: pd.DataFrame, path: str) -> np.ndarray:
+    """The features ``X`` ``(n, rows, n_frames)`` of another export of the same clips, in their
+    order and with as many frames (``export_cqt.py``), as float32."""
+    with np.load(path) as export:
+        other, clip_ids = export["X"], export["clip_id"]
+    if list(clip_ids) != list(meta["clip_id"]) or other.shape[2] != X.shape[2]:
+        raise ValueError(f"{path}: not the clips or frames of the feature export; export it again from that file")
+    return other.astype(np.float32)
+
+
 def score_manifest_split(cfg, X, meta, manifest_path: str) -> dict:
     """Train and test on the exact split ``prepare`` wrote (its manifest.csv), features
     looked up by sample hash: used for the leak table (random splits, doubled data)."""
@@ -193,6 +205,7 @@ def run_one(args):
     speaker_norm = settings.pop("speaker_norm", False)
     use_pcen = settings.pop("pcen", False)
     pitch = settings.pop("pitch", None)
+    inputs = settings.pop("inputs", None)
     if train_actors and evaluate_on != "val":
         raise ValueError(f"{name}: a train_actors learning curve is scored on validation actors only")
     cfg = config_from_dict(settings)
@@ -200,6 +213,8 @@ def run_one(args):
         X, meta, _ = load_exported(data_path, cfg)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
+    if inputs:
+        X = other_inputs(X, meta, inputs)
     if speaker_norm:
         X = normalise_per_speaker(X, meta["actor"].to_numpy(), floor=-cfg.features.top_db)
     if use_pcen:
