@@ -7,7 +7,10 @@ over several copies of it, augmented as training augments (time shift, masks; no
 folder); each fold model is scored on that fold's validation actors, plain and with TTA, and the
 TTA predictions go to ``OUT.csv`` in ``search.py --predictions``'s format (for
 ``score_ensemble.py``); ``--copies 0`` writes the plain ones, and ``--member K`` scores an
-ensemble's K-th member alone (round 36). The same trained weights both ways, so the comparison is paired. The
+ensemble's K-th member alone (round 36); ``--mel-warp F`` scores the clips with their mel axis
+stretched by ``F`` (``train.warp``; 1.03: every band 3 % higher) and prints UA per gender, a
+check of how the models react to a voice a little higher or lower (round 54). The same trained
+weights both ways, so the comparison is paired. The
 augmentation and the folds' actors are the default config's: for models trained with it.
 Round 33, ``benchmarks/README.md``.
 """
@@ -24,8 +27,8 @@ import pandas as pd
 
 from emotion_cnn.config import Config
 from emotion_cnn.cv import fold_split, load_exported
-from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities
-from emotion_cnn.train import augment_clip
+from emotion_cnn.evaluate import evaluate_predictions, predict_probabilities, speaker_breakdown
+from emotion_cnn.train import augment_clip, warp
 
 
 def tta_probabilities(model, X: np.ndarray, *, cfg: Config, copies: int, seed: int) -> np.ndarray:
@@ -50,7 +53,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--member", type=int, metavar="K",
                         help="score an ensemble's K-th member alone (1-based; with train.snapshot_epochs the snapshots count as members)")
+    parser.add_argument("--mel-warp", type=float, default=1.0, metavar="F",
+                        help="stretch each clip's mel axis by F before scoring (1: as it is)")
     args = parser.parse_args()
+    if args.mel_warp <= 0:
+        parser.error(f"--mel-warp is a stretch factor: above 0, not {args.mel_warp}")
     cfg = Config()
     X, meta, _ = load_exported(args.features, cfg)
     frames = []
@@ -69,9 +76,12 @@ def main() -> int:
             model = model.get_layer(f"emotion_cnn_{args.member}")
             if model.layers[-1].name == "emotion_logits":  # a member of an ensemble that averages logits
                 model = keras.Model(model.input, keras.layers.Activation("softmax")(model.output))
-        plain = evaluate_predictions(predict_probabilities(model, split.X_val), split.y_val, split.labels, part)
+        X_val = split.X_val
+        if args.mel_warp != 1:
+            X_val = np.stack([warp(x, args.mel_warp, axis=0, anchor=0.0, floor=-cfg.features.top_db) for x in X_val])
+        plain = evaluate_predictions(predict_probabilities(model, X_val), split.y_val, split.labels, part)
         if args.copies:
-            tta = evaluate_predictions(tta_probabilities(model, split.X_val, cfg=cfg, copies=args.copies,
+            tta = evaluate_predictions(tta_probabilities(model, X_val, cfg=cfg, copies=args.copies,
                                                          seed=args.seed + fold),
                                        split.y_val, split.labels, part)
             print(f"fold {fold}: UA plain {100 * plain.metrics['ua']:.1f}, TTA x{args.copies} "
@@ -83,7 +93,10 @@ def main() -> int:
     if not frames:
         print(f"{args.models_dir}: no fold<N>.keras models", file=sys.stderr)
         return 1
-    pd.concat(frames, ignore_index=True).to_csv(args.out, index=False)
+    pooled = pd.concat(frames, ignore_index=True)
+    pooled.to_csv(args.out, index=False)
+    by_gender = speaker_breakdown(pooled)["gender"]
+    print("UA per gender, folds pooled: " + ", ".join(f"{g} {ua:.1f}" for g, ua in by_gender.items()))
     return 0
 
 

@@ -7,7 +7,7 @@ from emotion_cnn import cv
 from emotion_cnn.config import Config, ModelConfig
 from emotion_cnn.model import adapt_normalization, build_model
 from emotion_cnn.splits import EMOBOX_VAL_ACTORS
-from emotion_cnn.train import average_models
+from emotion_cnn.train import average_models, warp
 
 
 @pytest.mark.parametrize("average", ["probabilities", "logits"])
@@ -57,6 +57,25 @@ def test_scores_saved_fold_models_plain_by_member_and_with_copies(tmp_path, rng,
     np.testing.assert_allclose(whole, geometric if average == "logits" else arithmetic, atol=2e-4)
     augmented = run("--copies", "2")[columns].to_numpy()  # each clip averaged over 2 masked, shifted copies
     assert augmented.shape == whole.shape and not np.allclose(augmented, whole, atol=1e-3)
+    keras.utils.set_random_seed(3)
+    unsure = build_model(X.shape[1:], 8, ModelConfig(filters=[4, 8], recurrent_units=0))  # not saturated
+    adapt_normalization(unsure, X)
+    (tmp_path / "unsure").mkdir()
+    unsure.save(tmp_path / "unsure" / "fold3.keras")
+    capsys.readouterr()
+    monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(tmp_path / "unsure"),
+                                     str(tmp_path / "w.csv"), "--copies", "0", "--mel-warp", "1.25"])
+    assert score_tta.main() == 0
+    warped = pd.read_csv(tmp_path / "w.csv")[columns].to_numpy()
+    X_warped = np.stack([warp(x, 1.25, axis=0, anchor=0.0, floor=-cfg.features.top_db) for x in split.X_val])
+    np.testing.assert_allclose(warped, unsure.predict(X_warped, verbose=0), atol=2e-4)
+    assert not np.allclose(warped, unsure.predict(split.X_val, verbose=0), atol=1e-3)
+    assert "UA per gender, folds pooled: female " in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(models), str(tmp_path / "x.csv"),
+                                     "--mel-warp", "0"])
+    with pytest.raises(SystemExit):
+        score_tta.main()
+    assert "--mel-warp is a stretch factor: above 0, not 0.0" in capsys.readouterr().err
     monkeypatch.setattr("sys.argv", ["score_tta.py", str(tmp_path / "f.npz"), str(models), str(tmp_path / "x.csv"),
                                      "--member", "3"])
     assert score_tta.main() == 1

@@ -199,3 +199,17 @@ def test_pitch_rows_sit_before_the_mel_bands_and_read_as_floor_where_unvoiced(se
         search.with_pitch_rows(X, meta.iloc[::-1].reset_index(drop=True), str(tmp_path / "pitch.npz"), floor=-80.0)
     with pytest.raises(ValueError, match="not the clips or frames"):
         search.with_pitch_rows(X[:, :, :6], meta, str(tmp_path / "pitch.npz"), floor=-80.0)
+
+
+def test_other_inputs_replace_the_log_mel_when_they_hold_the_same_clips_and_frames(search, tmp_path, rng):
+    X = rng.uniform(-80, 0, (3, 5, 7)).astype(np.float32)
+    meta = pd.DataFrame({"clip_id": ["a", "b", "c"]})
+    other = rng.uniform(-80, 0, (3, 9, 7)).astype(np.float16)
+    np.savez(tmp_path / "cqt.npz", X=other, clip_id=np.array(["a", "b", "c"]))
+    out = search.other_inputs(X, meta, str(tmp_path / "cqt.npz"))
+    assert out.shape == (3, 9, 7) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, other.astype(np.float32))
+    with pytest.raises(ValueError, match="not the clips or frames"):
+        search.other_inputs(X, meta.iloc[::-1].reset_index(drop=True), str(tmp_path / "cqt.npz"))
+    with pytest.raises(ValueError, match="not the clips or frames"):
+        search.other_inputs(X[:, :, :6], meta, str(tmp_path / "cqt.npz"))
